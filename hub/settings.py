@@ -1,0 +1,43 @@
+"""Settings from environment variables, read once by the composition root (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "")
+    return value if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'hub.sqlite'}"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    routing_rules: Path = PROJECT_ROOT / "routing_rules"
+    schema_releases: Path = PROJECT_ROOT / "xsd" / "releases.toml"
+    max_body_bytes: int = 25 * 1024 * 1024
+    amqp_exchange: str = "hub.berichten"
+    amqp_queue_prefix: str = "hub.ontvanger."
+    delivery_limit: int = 20
+    public_base_url: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        d = cls()
+        return cls(
+            database_url=_env("HUB_DATABASE_URL", d.database_url),
+            amqp_url=_env("HUB_AMQP_URL", d.amqp_url),
+            routing_rules=Path(_env("HUB_ROUTING_RULES", str(d.routing_rules))),
+            schema_releases=Path(_env("HUB_SCHEMA_RELEASES", str(d.schema_releases))),
+            max_body_bytes=int(_env("HUB_MAX_BODY_BYTES", str(d.max_body_bytes))),
+            amqp_exchange=_env("HUB_AMQP_EXCHANGE", d.amqp_exchange),
+            amqp_queue_prefix=_env("HUB_AMQP_QUEUE_PREFIX", d.amqp_queue_prefix),
+            delivery_limit=int(_env("HUB_DELIVERY_LIMIT", str(d.delivery_limit))),
+            public_base_url=_env("HUB_PUBLIC_BASE_URL", d.public_base_url),
+        )
