@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,8 +24,8 @@ class Settings:
     amqp_exchange: str = "hub.berichten"
     amqp_queue_prefix: str = "hub.ontvanger."
     delivery_limit: int = 20
-    public_base_url: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    admin_token: str = ""  # operator token for /v1/admin/*; empty: admin calls are refused
+    require_known_conversation: bool = True  # refuse a retour/325 whose heenbericht the hub never saw
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,5 +39,7 @@ class Settings:
             amqp_exchange=_env("HUB_AMQP_EXCHANGE", d.amqp_exchange),
             amqp_queue_prefix=_env("HUB_AMQP_QUEUE_PREFIX", d.amqp_queue_prefix),
             delivery_limit=int(_env("HUB_DELIVERY_LIMIT", str(d.delivery_limit))),
-            public_base_url=_env("HUB_PUBLIC_BASE_URL", d.public_base_url),
+            admin_token=_env("HUB_ADMIN_TOKEN", d.admin_token),
+            require_known_conversation=_env("HUB_REQUIRE_KNOWN_CONVERSATION", "true").lower()
+            not in ("0", "false", "no"),
         )

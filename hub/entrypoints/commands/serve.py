@@ -1,11 +1,37 @@
-"""`hub serve`: not built yet (placeholder so the CLI loads)."""
+"""`hub serve`: run the HTTP gateway until SIGTERM/SIGINT (then it stops accepting and drains)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
+
+from aiohttp import web
+
+from hub.bootstrap import create_app
+from hub.entrypoints.logs import configure_logging
+from hub.settings import Settings
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("serve", help="(not built yet)")
-    p.set_defaults(func=lambda args: 2)
+    p: argparse.ArgumentParser = sub.add_parser("serve", help="run the HTTP gateway")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to finish in-flight requests")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging()
+    settings = Settings.from_env()
+    app = create_app(settings)
+    logging.getLogger("hub").info("listening on http://%s:%d", args.host, args.port)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        shutdown_timeout=args.shutdown_timeout,
+        access_log=None,
+        print=None,
+    )
+    return 0

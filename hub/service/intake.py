@@ -1,0 +1,270 @@
+"""Intake: from posted bytes to a message that is stored and confirmed in its receiver's queue.
+
+The 2xx promise (docs/architecture.md): `submit` returns only after the row and body are committed,
+RabbitMQ has confirmed the persistent publish to the receiver's quorum queue, and the status
+FORWARDED is committed. A crash anywhere before that leaves either nothing, or a RECEIVED row that the
+sender's retry (same identity) publishes under the same message_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Protocol
+
+from hub.domain.bericht import Bericht, Fout, Validatie
+from hub.domain.errors import ErrorCode, HubError
+from hub.domain.parties import PartyKind, PartyRef, kind_of_code
+from hub.domain.routing import Bestemming, Party, RoutingRules
+from hub.service.ports import (
+    AuditStore,
+    BerichtStatus,
+    BrokerUnavailable,
+    IdentityConflict,
+    NieuwBericht,
+    Publisher,
+    StoredBericht,
+    StoreUnavailable,
+    Weigering,
+)
+
+log = logging.getLogger(__name__)
+
+# Bodies below this size are validated on the event loop: the thread hop costs more than it saves.
+_INLINE_VALIDATION_BYTES = 16 * 1024
+
+
+class Validates(Protocol):
+    def validate(self, data: bytes, *, on: date | None = None) -> Validatie: ...
+
+
+class RegisteredParties(Protocol):
+    async def registered(self, ref: PartyRef) -> Party | None: ...
+
+
+class Refused(HubError):
+    """A refusal of the message itself, with the validation errors when there are any."""
+
+    def __init__(self, code: ErrorCode, detail: str, errors: tuple[Fout, ...] = ()) -> None:
+        super().__init__(code, detail)
+        self.errors = errors
+
+
+class Unavailable(Exception):
+    """The database or broker is down: nothing was promised; the sender should retry later."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: str
+    bericht: Bericht
+    receiver: PartyRef
+    duplicate: bool = False
+
+
+class Intake:
+    def __init__(
+        self,
+        *,
+        validator: Validates,
+        rules: Callable[[], RoutingRules],
+        store: AuditStore,
+        publisher: Publisher,
+        parties: RegisteredParties,
+        executor: Executor | None = None,
+        today: Callable[[], date] = date.today,
+        require_known_conversation: bool = True,
+    ) -> None:
+        self._validator = validator
+        self._rules = rules
+        self._store = store
+        self._publisher = publisher
+        self._parties = parties
+        self._executor = executor
+        self._today = today
+        self._require_known_conversation = require_known_conversation
+
+    async def submit(self, data: bytes, sender: PartyRef, *, request_id: str) -> Accepted:
+        received_at = datetime.now(UTC)
+        on = self._today()
+        sha256 = hashlib.sha256(data).hexdigest()
+        rules = self._rules()  # one rules object for the whole request, even across a reload
+        try:
+            validatie = await self._validate(data, on)
+            if validatie.bericht is None:
+                assert validatie.code is not None
+                raise Refused(validatie.code, _summary(validatie), validatie.errors)
+            bericht = validatie.bericht
+            if not rules.may_send_as(sender, bericht.afzender, on):
+                raise Refused(
+                    ErrorCode.AFZENDER_MISMATCH,
+                    f"the message's sender {bericht.afzender} is not the authenticated party {sender}"
+                    " and the directory does not let it send on that party's behalf",
+                )
+            afzender = _party_of(bericht.afzender)
+            existing = await self._store.find_by_identity(
+                afzender, bericht.type.naam, bericht.identiteit.identificatie, bericht.identiteit.dagtekening
+            )
+            if existing is not None:
+                return await self._again(existing, bericht, sha256)
+            answered = await self._answered(bericht)
+            bestemming = await self._route(rules, bericht, on, answered)
+        except Refused as refusal:
+            await self._record_refusal(request_id, sender, refusal, sha256, len(data))
+            raise
+        except HubError as err:
+            refusal = Refused(err.code, err.detail)
+            await self._record_refusal(request_id, sender, refusal, sha256, len(data))
+            raise refusal from err
+        except StoreUnavailable as exc:
+            raise Unavailable("database") from exc
+
+        message_id = str(uuid.uuid4())
+        nieuw = NieuwBericht(
+            message_id=message_id,
+            conversation_id=answered.conversation_id if answered else message_id,
+            standaard=bericht.type.standaard.value,
+            release=bericht.release,
+            berichttype=bericht.type.naam,
+            berichtcode=bericht.type.berichtcode,
+            afzender=afzender,
+            ontvanger=bericht.ontvanger,
+            receiver=bestemming.ontvanger,
+            identificatie=bericht.identiteit.identificatie,
+            dagtekening=bericht.identiteit.dagtekening,
+            answers_message_id=answered.message_id if answered else None,
+            sha256=sha256,
+            size=len(data),
+            body=data,
+            received_at=received_at,
+            request_id=request_id,
+            routing_version=rules.version,
+        )
+        try:
+            stored = await self._store.store_received(nieuw)
+        except IdentityConflict as conflict:  # a concurrent post of the same message won the race
+            return await self._again(conflict.existing, bericht, sha256)
+        except StoreUnavailable as exc:
+            raise Unavailable("database") from exc
+        await self._forward(stored, data)
+        return Accepted(message_id, bericht, bestemming.ontvanger)
+
+    async def _validate(self, data: bytes, on: date) -> Validatie:
+        if self._executor is None or len(data) < _INLINE_VALIDATION_BYTES:
+            return self._validator.validate(data, on=on)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: self._validator.validate(data, on=on))
+
+    async def _answered(self, bericht: Bericht) -> StoredBericht | None:
+        """For a retour or 325: the heenbericht it answers, as the hub stored it."""
+        ref = bericht.beantwoordt
+        if ref is None:
+            return None
+        heen = bericht.type.answers
+        assert heen is not None
+        # The heenbericht was sent by the party this answer goes to (header Afzender for a retour,
+        # Ontvanger for a 325): that is Bericht.ontvanger in both cases.
+        found = await self._store.find_answered(
+            bericht.type.standaard.value, heen, bericht.ontvanger, ref.identificatie, ref.dagtekening
+        )
+        if found is None and self._require_known_conversation:
+            raise Refused(
+                ErrorCode.UNKNOWN_CONVERSATION,
+                f"this {bericht.type.naam} answers a {heen} (Identificatie {ref.identificatie}, "
+                f"Dagtekening {ref.dagtekening.isoformat()}) that the hub has not received",
+            )
+        return found
+
+    async def _route(
+        self, rules: RoutingRules, bericht: Bericht, on: date, answered: StoredBericht | None
+    ) -> Bestemming:
+        registered: Party | None = None
+        kind = kind_of_code(bericht.ontvanger)
+        if kind is PartyKind.AANBIEDER:
+            registered = await self._parties.registered(PartyRef(kind, bericht.ontvanger))
+        return rules.resolve(
+            bericht,
+            on,
+            answer_to=answered.afzender if answered else None,
+            registered=(lambda ref: registered if registered and registered.ref == ref else None),
+        )
+
+    async def _again(self, existing: StoredBericht, bericht: Bericht, sha256: str) -> Accepted:
+        """The same identity again: a duplicate, or the retry of a message not yet forwarded."""
+        if existing.sha256 != sha256:
+            raise Refused(
+                ErrorCode.IDENTIFICATIE_REUSED,
+                f"a different {bericht.type.naam} with Identificatie {bericht.identiteit.identificatie} and "
+                f"Dagtekening {bericht.identiteit.dagtekening.isoformat()} was accepted before as "
+                f"{existing.message_id}",
+            )
+        if existing.status is BerichtStatus.RECEIVED:
+            body = await self._store.body(existing.message_id)
+            if body is None:
+                raise Unavailable("database")
+            await self._store.add_event(existing.message_id, "retry_received", {})
+            await self._forward(existing, body)
+            return Accepted(existing.message_id, bericht, existing.receiver)
+        await self._store.add_event(existing.message_id, "duplicate_received", {})
+        return Accepted(existing.message_id, bericht, existing.receiver, duplicate=True)
+
+    async def _forward(self, stored: StoredBericht, body: bytes) -> None:
+        try:
+            queue = await self._publisher.publish(stored, body)
+        except BrokerUnavailable as exc:
+            try:
+                await self._store.add_event(stored.message_id, "publish_failed", {"reason": str(exc)})
+            except StoreUnavailable:
+                log.warning("could not record publish failure for %s", stored.message_id)
+            raise Unavailable("broker") from exc
+        try:
+            await self._store.mark_forwarded(stored.message_id, queue=queue)
+        except StoreUnavailable as exc:
+            # In the queue, but not marked: the sender's retry republishes under the same message_id.
+            raise Unavailable("database") from exc
+
+    async def _record_refusal(
+        self, request_id: str, sender: PartyRef, refusal: Refused, sha256: str, size: int
+    ) -> None:
+        try:
+            await self._store.record_refusal(
+                Weigering(
+                    request_id=request_id,
+                    at=datetime.now(UTC),
+                    code=refusal.code,
+                    detail=refusal.detail,
+                    afzender=sender,
+                    sha256=sha256,
+                    size=size,
+                )
+            )
+        except StoreUnavailable:
+            log.warning("could not record refusal %s (%s)", request_id, refusal.code)
+
+
+def _party_of(code: str) -> PartyRef:
+    kind = kind_of_code(code)
+    if kind is None:  # the schemas make this impossible; guard anyway
+        raise Refused(ErrorCode.SCHEMA_INVALID, f"sender code {code} is not a known kind of party")
+    return PartyRef(kind, code)
+
+
+def _summary(v: Validatie) -> str:
+    if v.errors:
+        first = v.errors[0].reason
+        more = len(v.errors) - 1
+        return first if more == 0 else f"{first} (and {more} more)"
+    return str(v.code)
+
+
+__all__ = ["Accepted", "Intake", "Refused", "Unavailable"]
