@@ -112,6 +112,9 @@ class AmqpPublisher:
         await dlq.bind(dlx, routing_key="#")
         self._exchange = await channel.declare_exchange(t.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
 
+    def declared_queues(self) -> list[str]:
+        return [self._topology.queue_name(k) for k in sorted(self._declared)]
+
     async def ensure_queue(self, key: str) -> str:
         """Declare the receiver's queue (once per process) and return its name."""
         name = self._topology.queue_name(key)
@@ -160,7 +163,9 @@ class AmqpPublisher:
                 assert self._exchange is not None
                 confirmation = await self._exchange.publish(message, routing_key=key, mandatory=True)
         except aio_pika.exceptions.DeliveryError as exc:
-            # Returned as unroutable, or nacked: never a silent drop.
+            # Returned as unroutable, or nacked: never a silent drop. Declare the queue again next time
+            # (it may have been deleted behind our back).
+            self._declared.discard(key)
             raise BrokerUnavailable(f"RabbitMQ did not take the message: {exc}") from exc
         except _BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"RabbitMQ unavailable: {type(exc).__name__}") from exc
