@@ -149,3 +149,55 @@ class BrokerUnavailable(Exception):
 
 class StoreUnavailable(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredParty:
+    """A party registered at run time (`hub parties add`), on top of the routing files' directory."""
+
+    ref: PartyRef
+    naam: str
+    registered_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """An API token as listed: never the token itself (only its sha256 is stored)."""
+
+    id: int
+    party: PartyRef
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class PartyExists(Exception):
+    def __init__(self, existing: RegisteredParty) -> None:
+        super().__init__(str(existing.ref))
+        self.existing = existing
+
+
+class PartyStore(Protocol):
+    """Registered parties and their API tokens. Writes are committed when the call returns."""
+
+    async def add_party(self, ref: PartyRef, naam: str) -> RegisteredParty:
+        """Raises PartyExists when (kind, code) is registered already."""
+        ...
+
+    async def get_party(self, ref: PartyRef) -> RegisteredParty | None: ...
+
+    async def list_parties(self) -> list[RegisteredParty]: ...
+
+    async def create_token(self, ref: PartyRef, label: str) -> str:
+        """A new token for the party; the plaintext is returned once and never stored."""
+        ...
+
+    async def list_tokens(self, ref: PartyRef | None = None) -> list[TokenInfo]: ...
+
+    async def revoke_token(self, token_or_id: str) -> bool:
+        """Revoke by plaintext token or by id; False when no such active token exists."""
+        ...
+
+    async def party_for_token(self, token: str) -> PartyRef | None:
+        """The party a token authenticates, or None (unknown or revoked)."""
+        ...

@@ -1,0 +1,161 @@
+"""SqlAlchemyAuditStore: the AuditStore port on SQLite or PostgreSQL.
+
+Writes go through the group-commit writer (one transaction per batch; a call returns only after
+its batch committed). Reads go straight to the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from hub.adapters.db.audit_writes import (
+    AddEvent,
+    AuditOp,
+    MarkForwarded,
+    RecordRefusal,
+    StoreReceived,
+    apply_batch,
+)
+from hub.adapters.db.engine import create_engine, unavailable_as_store_error
+from hub.adapters.db.group_commit import GroupCommitWriter
+from hub.adapters.db.rows import stored_from_new, stored_from_row
+from hub.adapters.db.tables import audit_events, bericht_bodies, berichten
+from hub.domain.parties import PartyRef
+from hub.service.ports import (
+    AuditEvent,
+    BerichtStatus,
+    IdentityConflict,
+    NieuwBericht,
+    StoredBericht,
+    Weigering,
+)
+
+READ_TIMEOUT_S = 10.0
+
+
+class SqlAlchemyAuditStore:
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 200, write_timeout: float = 10.0) -> None:
+        self.engine = engine
+        self.writer: GroupCommitWriter[AuditOp] = GroupCommitWriter(
+            engine, apply_batch, self._explain, max_batch=max_batch, timeout=write_timeout
+        )
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer and close the connections."""
+        await self.writer.close()
+        await self.engine.dispose()
+
+    # -- writes (group commit) ---------------------------------------------------------------
+
+    async def store_received(self, bericht: NieuwBericht) -> StoredBericht:
+        await self.writer.submit(StoreReceived(bericht))
+        return stored_from_new(bericht)
+
+    async def mark_forwarded(self, message_id: str, *, queue: str) -> None:
+        await self.writer.submit(MarkForwarded(message_id, queue))
+
+    async def add_event(self, message_id: str, kind: str, detail: dict[str, Any] | None = None) -> None:
+        await self.writer.submit(AddEvent(message_id, kind, dict(detail or {})))
+
+    async def record_refusal(self, weigering: Weigering) -> None:
+        await self.writer.submit(RecordRefusal(weigering))
+
+    async def _explain(self, op: AuditOp, exc: Exception) -> BaseException:
+        """The error for an op that failed alone: a stored identity becomes IdentityConflict."""
+        if isinstance(op, StoreReceived) and isinstance(exc, IntegrityError):
+            b = op.bericht
+            existing = await self.find_by_identity(b.afzender, b.berichttype, b.identificatie, b.dagtekening)
+            if existing is not None:
+                return IdentityConflict(existing)
+        return exc
+
+    # -- reads (direct) ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        async with unavailable_as_store_error(READ_TIMEOUT_S), self.engine.connect() as conn:
+            yield conn
+
+    async def get(self, message_id: str) -> StoredBericht | None:
+        return await self._one(berichten.c.message_id == message_id)
+
+    async def events(self, message_id: str) -> list[AuditEvent]:
+        query = (
+            select(
+                audit_events.c.message_id,
+                audit_events.c.seq,
+                audit_events.c.at,
+                audit_events.c.kind,
+                audit_events.c.detail,
+            )
+            .where(audit_events.c.message_id == message_id)
+            .order_by(audit_events.c.seq)
+        )
+        async with self._reading() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [AuditEvent(r["message_id"], r["seq"], r["at"], r["kind"], dict(r["detail"])) for r in rows]
+
+    async def body(self, message_id: str) -> bytes | None:
+        query = select(bericht_bodies.c.body).where(bericht_bodies.c.message_id == message_id)
+        async with self._reading() as conn:
+            value = (await conn.execute(query)).scalar_one_or_none()
+        return None if value is None else bytes(value)
+
+    async def find_by_identity(
+        self, afzender: PartyRef, berichttype: str, identificatie: str, dagtekening: date
+    ) -> StoredBericht | None:
+        return await self._one(
+            berichten.c.afzender_kind == afzender.kind.value,
+            berichten.c.afzender_code == afzender.code,
+            berichten.c.berichttype == berichttype,
+            berichten.c.identificatie == identificatie,
+            berichten.c.dagtekening == dagtekening,
+        )
+
+    async def find_answered(
+        self, standaard: str, berichttype: str, afzender_code: str, identificatie: str, dagtekening: date
+    ) -> StoredBericht | None:
+        return await self._one(
+            berichten.c.berichttype == berichttype,
+            berichten.c.afzender_code == afzender_code,
+            berichten.c.identificatie == identificatie,
+            berichten.c.dagtekening == dagtekening,
+            berichten.c.standaard == standaard,
+        )
+
+    async def unforwarded(self, older_than: datetime, limit: int) -> list[StoredBericht]:
+        query = (
+            select(berichten)
+            .where(berichten.c.status == BerichtStatus.RECEIVED.value, berichten.c.received_at < older_than)
+            .order_by(berichten.c.received_at, berichten.c.message_id)
+            .limit(limit)
+        )
+        async with self._reading() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [stored_from_row(r) for r in rows]
+
+    async def ping(self) -> None:
+        async with self._reading() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def _one(self, *where: Any) -> StoredBericht | None:
+        # Identity is unique per sender kind; find_answered matches on the code alone, and codes
+        # of different kinds have different forms, so at most one row matches either way.
+        query = select(berichten).where(*where).order_by(berichten.c.received_at).limit(1)
+        async with self._reading() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else stored_from_row(row)
+
+
+async def create_audit_store(url: str, *, max_batch: int = 200, pool_size: int = 5) -> SqlAlchemyAuditStore:
+    """Build the store and start its writer. Does not touch the database: call ping() to check it."""
+    store = SqlAlchemyAuditStore(create_engine(url, pool_size=pool_size), max_batch=max_batch)
+    store.writer.start()
+    return store
