@@ -1,0 +1,1 @@
+"""Developer tools of the hub project (not installed with the hub)."""
