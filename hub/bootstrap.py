@@ -85,6 +85,8 @@ async def build_components(settings: Settings) -> AsyncIterator[Components]:
             Topology(
                 exchange=settings.amqp_exchange,
                 queue_prefix=settings.amqp_queue_prefix,
+                dead_letter_exchange=f"{settings.amqp_exchange}.dlx",
+                dead_letter_queue=f"{settings.amqp_exchange}.deadletter",
                 delivery_limit=settings.delivery_limit,
             ),
         )

@@ -37,7 +37,7 @@ class Topology:
     exchange: str = "hub.berichten"
     queue_prefix: str = "hub.ontvanger."
     dead_letter_exchange: str = "hub.berichten.dlx"
-    dead_letter_queue: str = "hub.deadletter"
+    dead_letter_queue: str = "hub.berichten.deadletter"
     delivery_limit: int = 20
 
     def queue_name(self, queue_key: str) -> str:
