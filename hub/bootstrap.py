@@ -150,7 +150,11 @@ def _gateway(c: Components) -> Gateway:
     async def reload_rules() -> dict[str, Any]:
         result = c.rules.reload()
         _log_reload(result)
-        return {"ok": result.ok, "version": c.rules.current.version, "errors": [str(e) for e in result.errors]}
+        return {
+            "ok": result.ok,
+            "version": c.rules.current.version,
+            "errors": [str(e) for e in result.errors],
+        }
 
     return Gateway(
         intake=c.intake,

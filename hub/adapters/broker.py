@@ -107,10 +107,16 @@ class AmqpPublisher:
 
     async def _declare_fixed(self, channel: AbstractChannel) -> None:
         t = self._topology
-        dlx = await channel.declare_exchange(t.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
-        dlq = await channel.declare_queue(t.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        dlx = await channel.declare_exchange(
+            t.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        dlq = await channel.declare_queue(
+            t.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+        )
         await dlq.bind(dlx, routing_key="#")
-        self._exchange = await channel.declare_exchange(t.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        self._exchange = await channel.declare_exchange(
+            t.exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
 
     def declared_queues(self) -> list[str]:
         return [self._topology.queue_name(k) for k in sorted(self._declared)]

@@ -73,8 +73,38 @@ _HEEN_ZORG: tuple[tuple[str, str, PartyKind, PartyKind, str, int], ...] = (
 # COD002 (Vektis), in the order 301 302 305 306 307 308 315 316 317 318 319 320 323 325.
 _NUMMERS = ("301", "302", "305", "306", "307", "308", "315", "316", "317", "318", "319", "320", "323", "325")
 _CODES = {
-    Standaard.IWMO: ("414", "415", "418", "419", "420", "421", "444", "445", "480", "481", "482", "483", "484", "485"),
-    Standaard.IJW: ("436", "437", "438", "439", "440", "441", "446", "447", "486", "487", "488", "489", "490", "491"),
+    Standaard.IWMO: (
+        "414",
+        "415",
+        "418",
+        "419",
+        "420",
+        "421",
+        "444",
+        "445",
+        "480",
+        "481",
+        "482",
+        "483",
+        "484",
+        "485",
+    ),
+    Standaard.IJW: (
+        "436",
+        "437",
+        "438",
+        "439",
+        "440",
+        "441",
+        "446",
+        "447",
+        "486",
+        "487",
+        "488",
+        "489",
+        "490",
+        "491",
+    ),
 }
 _PREFIX = {Standaard.IWMO: "WMO", Standaard.IJW: "JW", Standaard.IEB: "WMO", Standaard.IPGB: "PGB"}
 
@@ -84,24 +114,48 @@ def _zorg_berichten(standaard: Standaard) -> Iterator[BerichtType]:
     code = dict(zip(_NUMMERS, _CODES[standaard], strict=True))
     for nr, omschrijving, afzender, ontvanger, antwoord, dagen in _HEEN_ZORG:
         yield BerichtType(
-            standaard, prefix + nr, code[nr], omschrijving, afzender, ontvanger, Rol.HEEN,
-            answered_by=prefix + antwoord, answer_within_werkdagen=dagen,
+            standaard,
+            prefix + nr,
+            code[nr],
+            omschrijving,
+            afzender,
+            ontvanger,
+            Rol.HEEN,
+            answered_by=prefix + antwoord,
+            answer_within_werkdagen=dagen,
         )
         if antwoord == "325":
             yield BerichtType(
-                standaard, prefix + antwoord, code[antwoord], "Declaratie-antwoord", ontvanger, afzender,
-                Rol.ANTWOORD, answers=prefix + nr,
+                standaard,
+                prefix + antwoord,
+                code[antwoord],
+                "Declaratie-antwoord",
+                ontvanger,
+                afzender,
+                Rol.ANTWOORD,
+                answers=prefix + nr,
             )
         else:
             yield BerichtType(
-                standaard, prefix + antwoord, code[antwoord], f"Retour {omschrijving.lower()}", ontvanger,
-                afzender, Rol.RETOUR, answers=prefix + nr,
+                standaard,
+                prefix + antwoord,
+                code[antwoord],
+                f"Retour {omschrijving.lower()}",
+                ontvanger,
+                afzender,
+                Rol.RETOUR,
+                answers=prefix + nr,
             )
 
 
 def _modelled(
-    standaard: Standaard, heen: str, retour: str, codes: tuple[str, str], omschrijving: str,
-    afzender: PartyKind, ontvanger: PartyKind,
+    standaard: Standaard,
+    heen: str,
+    retour: str,
+    codes: tuple[str, str],
+    omschrijving: str,
+    afzender: PartyKind,
+    ontvanger: PartyKind,
 ) -> Iterator[BerichtType]:
     """A heen/retour pair for a standard with no public schema (iEb, iPgb): modelled by this project.
 
@@ -110,12 +164,27 @@ def _modelled(
     """
     prefix = _PREFIX[standaard]
     yield BerichtType(
-        standaard, prefix + heen, codes[0], omschrijving, afzender, ontvanger, Rol.HEEN,
-        answered_by=prefix + retour, answer_within_werkdagen=3, modelled_by_project=True,
+        standaard,
+        prefix + heen,
+        codes[0],
+        omschrijving,
+        afzender,
+        ontvanger,
+        Rol.HEEN,
+        answered_by=prefix + retour,
+        answer_within_werkdagen=3,
+        modelled_by_project=True,
     )
     yield BerichtType(
-        standaard, prefix + retour, codes[1], f"Retour {omschrijving.lower()}", ontvanger, afzender,
-        Rol.RETOUR, answers=prefix + heen, modelled_by_project=True,
+        standaard,
+        prefix + retour,
+        codes[1],
+        f"Retour {omschrijving.lower()}",
+        ontvanger,
+        afzender,
+        Rol.RETOUR,
+        answers=prefix + heen,
+        modelled_by_project=True,
     )
 
 

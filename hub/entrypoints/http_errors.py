@@ -1,7 +1,7 @@
 """HTTP mapping of the error family, and the one JSON shape every error answer has.
 
-    {"error": {"code": "schema_invalid", "message": "...", "errors": [{"line", "path", "reason"}]},
-     "request_id": "..."}
+{"error": {"code": "schema_invalid", "message": "...", "errors": [{"line", "path", "reason"}]},
+ "request_id": "..."}
 """
 
 from __future__ import annotations

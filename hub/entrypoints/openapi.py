@@ -9,7 +9,10 @@ from hub.entrypoints.http_errors import STATUS
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def document() -> dict[str, Any]:
@@ -80,11 +83,15 @@ def document() -> dict[str, Any]:
                     "responses": {
                         "202": {
                             "description": "Accepted: stored and confirmed in the receiver's queue",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
+                            },
                         },
                         "200": {
                             "description": "A duplicate of a message accepted before; message_id is the original",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
+                            },
                         },
                         "400": _error("not well-formed or hostile XML"),
                         "401": _error("no valid bearer token"),
@@ -117,7 +124,13 @@ def document() -> dict[str, Any]:
                     "responses": {"200": {"description": "reloaded"}, "422": {"description": "refused"}},
                 }
             },
-            "/healthz": {"get": {"summary": "the process lives", "security": [], "responses": {"200": {"description": "ok"}}}},
+            "/healthz": {
+                "get": {
+                    "summary": "the process lives",
+                    "security": [],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            },
             "/readyz": {
                 "get": {
                     "summary": "database and RabbitMQ reachable, schemas and rules loaded",

@@ -34,10 +34,23 @@ def _stored(receiver: PartyRef) -> StoredBericht:
     now = datetime.now(UTC)
     mid = str(uuid.uuid4())
     return StoredBericht(
-        message_id=mid, conversation_id=mid, standaard="iWmo", release="3.2", berichttype="WMO301",
-        berichtcode="414", afzender=PartyRef(PartyKind.GEMEENTE, "0363"), ontvanger=receiver.code,
-        receiver=receiver, identificatie="ID1", dagtekening=date(2026, 1, 5), answers_message_id=None,
-        sha256="0" * 64, size=3, status=BerichtStatus.RECEIVED, received_at=now, updated_at=now,
+        message_id=mid,
+        conversation_id=mid,
+        standaard="iWmo",
+        release="3.2",
+        berichttype="WMO301",
+        berichtcode="414",
+        afzender=PartyRef(PartyKind.GEMEENTE, "0363"),
+        ontvanger=receiver.code,
+        receiver=receiver,
+        identificatie="ID1",
+        dagtekening=date(2026, 1, 5),
+        answers_message_id=None,
+        sha256="0" * 64,
+        size=3,
+        status=BerichtStatus.RECEIVED,
+        received_at=now,
+        updated_at=now,
     )
 
 
@@ -51,7 +64,7 @@ async def publisher() -> AsyncIterator[AmqpPublisher]:
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()
-        for name in list(pub.declared_queues()) + [topology.dead_letter_queue]:
+        for name in [*list(pub.declared_queues()), topology.dead_letter_queue]:
             await channel.queue_delete(name)
         await channel.exchange_delete(topology.exchange)
         await channel.exchange_delete(topology.dead_letter_exchange)
@@ -78,7 +91,9 @@ async def test_publish_lands_in_the_receivers_durable_quorum_queue(publisher: Am
     assert message.headers["afzender"] == "gemeente:0363"
 
 
-async def test_queue_is_declared_quorum_with_delivery_limit_and_dead_lettering(publisher: AmqpPublisher) -> None:
+async def test_queue_is_declared_quorum_with_delivery_limit_and_dead_lettering(
+    publisher: AmqpPublisher,
+) -> None:
     receiver = PartyRef(PartyKind.GEMEENTE, "0599")
     name = await publisher.ensure_queue("gemeente.0599")
     connection = await aio_pika.connect(AMQP_URL)

@@ -78,7 +78,10 @@ class FakeAuditStore:
         self._check()
         for r in self.rows.values():
             if (r.afzender, r.berichttype, r.identificatie, r.dagtekening) == (
-                afzender, berichttype, identificatie, dagtekening
+                afzender,
+                berichttype,
+                identificatie,
+                dagtekening,
             ):
                 return r
         return None
@@ -89,14 +92,20 @@ class FakeAuditStore:
         self._check()
         for r in self.rows.values():
             if (r.standaard, r.berichttype, r.afzender.code, r.identificatie, r.dagtekening) == (
-                standaard, berichttype, afzender_code, identificatie, dagtekening
+                standaard,
+                berichttype,
+                afzender_code,
+                identificatie,
+                dagtekening,
             ):
                 return r
         return None
 
     async def unforwarded(self, older_than: datetime, limit: int) -> list[StoredBericht]:
         self._check()
-        rows = [r for r in self.rows.values() if r.status is BerichtStatus.RECEIVED and r.received_at < older_than]
+        rows = [
+            r for r in self.rows.values() if r.status is BerichtStatus.RECEIVED and r.received_at < older_than
+        ]
         return rows[:limit]
 
     async def ping(self) -> None:

@@ -32,7 +32,9 @@ def free_port() -> int:
 
 
 def run_cli(env: Mapping[str, str], *args: str) -> str:
-    done = subprocess.run([HUB, *args], env=dict(env), capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [HUB, *args], env=dict(env), capture_output=True, text=True, timeout=60, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"hub {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
     return done.stdout.strip()
@@ -84,7 +86,9 @@ class HubProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [HUB, "serve", "--port", str(self.port), "--shutdown-timeout", "5"],
-            env=self.env, stdout=log, stderr=log,
+            env=self.env,
+            stdout=log,
+            stderr=log,
         )
         log.close()
         deadline = time.monotonic() + wait
@@ -141,7 +145,9 @@ def prepare_hub(database_url: str, tmp: Path, parties: Mapping[str, str], **extr
     return hub
 
 
-async def drain_queue(queue_name: str, *, expect: int | None = None, wait: float = 5.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
+async def drain_queue(
+    queue_name: str, *, expect: int | None = None, wait: float = 5.0
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
     """Consume (and ack) everything in a queue; waits up to `wait` s for `expect` messages."""
     connection = await aio_pika.connect(AMQP_URL)
     got: list[aio_pika.abc.AbstractIncomingMessage] = []
@@ -168,7 +174,9 @@ async def delete_topology(hub: HubProcess) -> None:
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()
-        for name in await _queues_with_prefix(hub.env["HUB_AMQP_QUEUE_PREFIX"]) + [f"{hub.exchange}.deadletter"]:
+        for name in await _queues_with_prefix(hub.env["HUB_AMQP_QUEUE_PREFIX"]) + [
+            f"{hub.exchange}.deadletter"
+        ]:
             try:
                 await channel.queue_delete(name)
             except aio_pika.exceptions.AMQPError:
@@ -182,7 +190,12 @@ async def delete_topology(hub: HubProcess) -> None:
 
 async def _queues_with_prefix(prefix: str) -> list[str]:
     done = await asyncio.create_subprocess_exec(
-        "rabbitmqctl", "list_queues", "-q", "name", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        "rabbitmqctl",
+        "list_queues",
+        "-q",
+        "name",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     out, _ = await done.communicate()
     return [line.strip() for line in out.decode().splitlines() if line.strip().startswith(prefix)]

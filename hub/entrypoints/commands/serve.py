@@ -17,7 +17,9 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("serve", help="run the HTTP gateway")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to finish in-flight requests")
+    p.add_argument(
+        "--shutdown-timeout", type=float, default=30.0, help="seconds to finish in-flight requests"
+    )
     p.set_defaults(func=run)
 
 

@@ -1,0 +1,214 @@
+"""The intake service over fakes: the order of checks, duplicates, retries and the 2xx promise."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from hub.domain.bericht import Bericht, BerichtIdentificatie, Fout, Kop, Validatie
+from hub.domain.catalogue import CATALOGUE, Standaard
+from hub.domain.directory import Party
+from hub.domain.errors import ErrorCode
+from hub.domain.parties import PartyKind, PartyRef
+from hub.domain.routing import RoutingRules
+from hub.service.intake import Intake, Refused, Unavailable
+from hub.service.ports import BerichtStatus
+from tests.support.fakes import FakeAuditStore, FakePublisher
+
+DAY = date(2026, 3, 2)
+GEMEENTE = PartyRef(PartyKind.GEMEENTE, "0363")
+AANBIEDER = PartyRef(PartyKind.AANBIEDER, "12345678")
+OTHER_AANBIEDER = PartyRef(PartyKind.AANBIEDER, "87654321")
+
+
+def _bericht(
+    naam: str,
+    afzender: str,
+    ontvanger: str,
+    ident: str = "A1",
+    *,
+    retour: str | None = None,
+    verwijzing: str | None = None,
+) -> Bericht:
+    t = CATALOGUE.get(Standaard.IWMO, naam)
+    kop = Kop(
+        berichtcode=t.berichtcode,
+        berichtversie="3",
+        berichtsubversie="2",
+        afzender=afzender,
+        ontvanger=ontvanger,
+        identificatie=BerichtIdentificatie(ident, DAY),
+        retour=BerichtIdentificatie(retour, DAY) if retour else None,
+        verwijzing=BerichtIdentificatie(verwijzing, DAY) if verwijzing else None,
+    )
+    return Bericht(t, "3.2", kop)
+
+
+class FakeValidator:
+    """Maps the posted bytes to a prepared verdict: the intake must not care how validation works."""
+
+    def __init__(self) -> None:
+        self.verdicts: dict[bytes, Validatie] = {}
+
+    def add(self, body: bytes, bericht: Bericht) -> bytes:
+        self.verdicts[body] = Validatie(bericht)
+        return body
+
+    def validate(self, data: bytes, *, on: date | None = None) -> Validatie:
+        return self.verdicts.get(
+            data,
+            Validatie(None, ErrorCode.SCHEMA_INVALID, (Fout("Bsn: value does not match", 7, "/Bericht"),)),
+        )
+
+
+class NoRegistered:
+    async def registered(self, ref: PartyRef) -> Party | None:
+        return Party(ref, "run-time registered") if ref == OTHER_AANBIEDER else None
+
+
+Parts = tuple[Intake, FakeValidator, FakeAuditStore, FakePublisher]
+
+
+@pytest.fixture
+def parts() -> Parts:
+    rules = RoutingRules(
+        "test",
+        [
+            Party(GEMEENTE, "Amsterdam"),
+            Party(PartyRef(PartyKind.GEMEENTE, "0599"), "Rotterdam"),
+            Party(AANBIEDER, "Zorg BV"),
+            Party(PartyRef(PartyKind.CAK, "CAK"), "CAK"),
+        ],
+    )
+    validator, store, publisher = FakeValidator(), FakeAuditStore(), FakePublisher()
+    intake = Intake(
+        validator=validator,
+        rules=lambda: rules,
+        store=store,
+        publisher=publisher,
+        parties=NoRegistered(),
+        today=lambda: DAY,
+    )
+    return intake, validator, store, publisher
+
+
+async def test_accepted_message_is_stored_published_and_marked_before_returning(parts: Parts) -> None:
+    intake, validator, store, publisher = parts
+    body = validator.add(b"301", _bericht("WMO301", "0363", "12345678"))
+    accepted = await intake.submit(body, GEMEENTE, request_id="r1")
+    assert accepted.receiver == AANBIEDER and not accepted.duplicate
+    row = store.rows[accepted.message_id]
+    assert row.status is BerichtStatus.FORWARDED
+    assert [p[0].message_id for p in publisher.published] == [accepted.message_id]
+    assert [e.kind for e in await store.events(accepted.message_id)] == ["received", "accepted", "published"]
+
+
+async def test_invalid_message_is_refused_with_its_errors_and_audited(parts: Parts) -> None:
+    intake, _, store, publisher = parts
+    with pytest.raises(Refused) as err:
+        await intake.submit(b"broken", GEMEENTE, request_id="r2")
+    assert err.value.code is ErrorCode.SCHEMA_INVALID and err.value.errors[0].line == 7
+    assert [w.code for w in store.refusals] == [ErrorCode.SCHEMA_INVALID]
+    assert not publisher.published and not store.rows
+
+
+async def test_afzender_must_be_the_authenticated_party(parts: Parts) -> None:
+    intake, validator, store, publisher = parts
+    body = validator.add(b"301", _bericht("WMO301", "0599", "12345678"))
+    with pytest.raises(Refused) as err:
+        await intake.submit(body, GEMEENTE, request_id="r3")
+    assert err.value.code is ErrorCode.AFZENDER_MISMATCH
+    assert not publisher.published and not store.rows
+
+
+async def test_duplicate_returns_the_original_and_is_not_forwarded_twice(parts: Parts) -> None:
+    intake, validator, _, publisher = parts
+    body = validator.add(b"301", _bericht("WMO301", "0363", "12345678"))
+    first = await intake.submit(body, GEMEENTE, request_id="r4")
+    again = await intake.submit(body, GEMEENTE, request_id="r5")
+    assert again.duplicate and again.message_id == first.message_id
+    assert len(publisher.published) == 1
+
+
+async def test_same_identity_with_other_content_is_refused(parts: Parts) -> None:
+    intake, validator, _, _ = parts
+    await intake.submit(
+        validator.add(b"301-a", _bericht("WMO301", "0363", "12345678")), GEMEENTE, request_id="a"
+    )
+    with pytest.raises(Refused) as err:
+        await intake.submit(
+            validator.add(b"301-b", _bericht("WMO301", "0363", "12345678")), GEMEENTE, request_id="b"
+        )
+    assert err.value.code is ErrorCode.IDENTIFICATIE_REUSED
+
+
+async def test_broker_down_gives_unavailable_and_the_retry_publishes_under_the_same_id(parts: Parts) -> None:
+    intake, validator, store, publisher = parts
+    body = validator.add(b"301", _bericht("WMO301", "0363", "12345678"))
+    publisher.down = True
+    with pytest.raises(Unavailable):
+        await intake.submit(body, GEMEENTE, request_id="r6")
+    (row,) = store.rows.values()
+    assert row.status is BerichtStatus.RECEIVED and not publisher.published
+    publisher.down = False
+    accepted = await intake.submit(body, GEMEENTE, request_id="r7")
+    assert accepted.message_id == row.message_id and not accepted.duplicate
+    assert store.rows[row.message_id].status is BerichtStatus.FORWARDED
+    assert "publish_failed" in [e.kind for e in await store.events(row.message_id)]
+
+
+async def test_database_down_gives_unavailable_and_nothing_is_published(parts: Parts) -> None:
+    intake, validator, store, publisher = parts
+    body = validator.add(b"301", _bericht("WMO301", "0363", "12345678"))
+    store.down = True
+    with pytest.raises(Unavailable):
+        await intake.submit(body, GEMEENTE, request_id="r8")
+    assert not publisher.published
+
+
+async def test_retour_goes_to_the_sender_of_the_heenbericht_and_joins_its_conversation(parts: Parts) -> None:
+    intake, validator, store, publisher = parts
+    heen = await intake.submit(
+        validator.add(b"301", _bericht("WMO301", "0363", "12345678", "H1")), GEMEENTE, request_id="h"
+    )
+    # A 302 copies the 301's header: Afzender 0363, Ontvanger 12345678; the aanbieder sends it.
+    retour = _bericht("WMO302", "0363", "12345678", "H1", retour="R1")
+    accepted = await intake.submit(validator.add(b"302", retour), AANBIEDER, request_id="r")
+    assert accepted.receiver == GEMEENTE
+    row = store.rows[accepted.message_id]
+    assert row.answers_message_id == heen.message_id and row.conversation_id == heen.message_id
+    assert row.afzender == AANBIEDER and row.identificatie == "R1"
+    assert len(publisher.published) == 2
+
+
+async def test_retour_for_an_unknown_heenbericht_is_refused(parts: Parts) -> None:
+    intake, validator, _, _ = parts
+    retour = _bericht("WMO302", "0363", "12345678", "NEVER", retour="R1")
+    with pytest.raises(Refused) as err:
+        await intake.submit(validator.add(b"302", retour), AANBIEDER, request_id="r")
+    assert err.value.code is ErrorCode.UNKNOWN_CONVERSATION
+
+
+async def test_declaratie_antwoord_links_to_the_declaratie(parts: Parts) -> None:
+    intake, validator, store, _ = parts
+    decl = await intake.submit(
+        validator.add(b"323", _bericht("WMO323", "12345678", "0363", "D1")), AANBIEDER, request_id="d"
+    )
+    antwoord = _bericht("WMO325", "0363", "12345678", "X9", verwijzing="D1")
+    accepted = await intake.submit(validator.add(b"325", antwoord), GEMEENTE, request_id="a")
+    assert accepted.receiver == AANBIEDER
+    assert store.rows[accepted.message_id].answers_message_id == decl.message_id
+
+
+async def test_unknown_receiver_is_refused_and_a_run_time_registered_aanbieder_is_known(parts: Parts) -> None:
+    intake, validator, _, _ = parts
+    with pytest.raises(Refused) as err:
+        await intake.submit(
+            validator.add(b"x", _bericht("WMO301", "0363", "11112222")), GEMEENTE, request_id="u"
+        )
+    assert err.value.code is ErrorCode.UNKNOWN_RECEIVER
+    accepted = await intake.submit(
+        validator.add(b"y", _bericht("WMO301", "0363", "87654321", "Y")), GEMEENTE, request_id="v"
+    )
+    assert accepted.receiver == OTHER_AANBIEDER
