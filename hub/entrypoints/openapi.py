@@ -88,7 +88,7 @@ def document() -> dict[str, Any]:
                             },
                         },
                         "200": {
-                            "description": "A duplicate of a message accepted before; message_id is the original",
+                            "description": "A duplicate of an earlier message; message_id is the original",
                             "content": {
                                 "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
                             },
