@@ -65,11 +65,18 @@ berichten = Table(
     Column("routing_version", String(_ID), nullable=False),
     # The identity of a message (TR056): sender + Identificatie + Dagtekening, per message type,
     # because a retour carries its own IdentificatieRetour in the same number space as the heen.
-    UniqueConstraint("afzender_kind", "afzender_code", "berichttype", "identificatie", "dagtekening"),
+    UniqueConstraint(
+        "afzender_kind",
+        "afzender_code",
+        "berichttype",
+        "identificatie",
+        "dagtekening",
+        name="uq_berichten_identity",  # the generated name would pass PostgreSQL's 63-byte limit
+    ),
 )
 # find_answered looks a heenbericht up by the code of its sender only (the retour names it by code).
 Index(
-    None,
+    "ix_berichten_answered",
     berichten.c.berichttype,
     berichten.c.afzender_code,
     berichten.c.identificatie,
