@@ -116,7 +116,10 @@ def create_app(settings: Settings, *, components: Components | None = None) -> w
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            c = components or await stack.enter_async_context(build_components(settings))
+            if components is None:
+                c = await stack.enter_async_context(build_components(settings))
+            else:
+                c = components
             app[GATEWAY] = _gateway(c)
             loop = asyncio.get_running_loop()
             install_sighup_reload(loop, c.rules, _log_reload)

@@ -123,9 +123,9 @@ class Intake:
             await self._record_refusal(request_id, sender, refusal, sha256, len(data))
             raise
         except HubError as err:
-            refusal = Refused(err.code, err.detail)
-            await self._record_refusal(request_id, sender, refusal, sha256, len(data))
-            raise refusal from err
+            routing_refusal = Refused(err.code, err.detail)
+            await self._record_refusal(request_id, sender, routing_refusal, sha256, len(data))
+            raise routing_refusal from err
         except StoreUnavailable as exc:
             raise Unavailable("database") from exc
 
