@@ -152,25 +152,23 @@ def readable_path(element: etree._Element) -> str:
     return "/" + "/".join(reversed(steps))
 
 
-def locate(root: etree._Element, path: str, nsmap: dict[str, str]) -> etree._Element | None:
-    """The element a libxml2 error path (document prefixes, `*` for default namespace) points at."""
+_STEP = re.compile(r"(?<=/)[^/:\[\]*]+:(?P<name>[^/\[\]]+)")
+
+
+def locate(root: etree._Element, path: str) -> etree._Element | None:
+    """The element a libxml2 error path points at.
+
+    libxml2 writes steps with the document's prefixes (`wmo301:Client[2]`, `*` for the default
+    namespace); matching on local names spares collecting every prefix of the document.
+    """
+    xpath = _STEP.sub(lambda m: f"*[local-name()='{m['name']}']", path)
     try:
-        found = root.xpath(path, namespaces=nsmap)
+        found = root.xpath(xpath)
     except etree.XPathError:
         return None
     if isinstance(found, list) and found and isinstance(found[0], etree._Element):
         return found[0]
     return None
-
-
-def document_prefixes(root: etree._Element) -> dict[str, str]:
-    """Every prefix declared in the document (for evaluating libxml2's error paths)."""
-    prefixes: dict[str, str] = {}
-    for el in root.iter():
-        for prefix, uri in el.nsmap.items():
-            if prefix:
-                prefixes.setdefault(prefix, uri)
-    return prefixes
 
 
 def explain(
@@ -179,11 +177,10 @@ def explain(
 ) -> tuple[Fout, ...]:
     """Fouts for libxml2's errors; xmlschema adds the position where libxml2 names no expected element."""
     errors = list(errors)
-    nsmap = document_prefixes(root)
     fouts: list[Fout] = []
     unexplained: dict[int, tuple[etree._Element, int]] = {}  # fout index -> (element, its index in parent)
     for err in errors[:MAX_ERRORS]:
-        element = locate(root, err.path, nsmap) if err.path else None
+        element = locate(root, err.path) if err.path else None
         path = readable_path(element) if element is not None else _PREFIX.sub("", err.path) or None
         reason = rewrite(err.message)
         if err.type_name == "SCHEMAV_ELEMENT_CONTENT" and element is not None and "expected:" not in reason:

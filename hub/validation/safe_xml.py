@@ -8,8 +8,11 @@ Layers, cheapest first:
    elements are refused before libxml2 builds them (HOSTILE_XML);
 4. libxml2 with entities, DTD loading and network access off and huge_tree off, so its own limits hold
    (256 levels, 10 MB text nodes, 50,000-character names); hitting one of them is HOSTILE_XML;
-5. on the parsed tree: no DTD in docinfo (covers encodings the byte scan cannot read), and the
-   depth limit, checked by one compiled XPath in C.
+5. on the parsed tree: no DTD in docinfo (covers encodings the byte scan cannot read);
+6. `check_tree`: depth, attribute length and the number of namespace declarations. A document that
+   passes an iStandaarden schema cannot break the first two (the schemas are not recursive and declare
+   no attributes) and many namespace declarations only cost libxml2 linear time, so the validator runs
+   this only for documents it refuses, before any of its own (Python) code walks the tree.
 
 Reasons never quote the document: a sender's BSN must not end up in a log or an error response.
 """
@@ -27,6 +30,8 @@ from hub.domain.errors import ErrorCode
 DEFAULT_MAX_BYTES = 25 * 2**20
 DEFAULT_MAX_DEPTH = 64  # iStandaarden documents are < 15 deep
 DEFAULT_MAX_NODES = 1_000_000  # a 25 MB declaratie has ~600,000 elements
+DEFAULT_MAX_ATTRIBUTE_CHARS = 4096  # iStandaarden declare no attributes; xsi:* hints are short
+DEFAULT_MAX_NAMESPACES = 1000  # declarations; messages use 2 or 3
 
 _ERROR_NAMES: dict[int, str] = {
     value: name for name, value in vars(etree.ErrorTypes).items() if isinstance(value, int)
@@ -77,6 +82,8 @@ class Limits:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
     max_nodes: int = DEFAULT_MAX_NODES
+    max_attribute_chars: int = DEFAULT_MAX_ATTRIBUTE_CHARS
+    max_namespaces: int = DEFAULT_MAX_NAMESPACES
 
 
 def _new_parser() -> etree.XMLParser:
@@ -94,19 +101,21 @@ class SafeParser:
         self._local = threading.local()
         # True when an element exists at depth max_depth + 1; evaluated in C, level by level.
         self._depth_probe = "boolean(/*" + "/*" * self.limits.max_depth + ")"
+        self._attribute_probe = f"boolean(//@*[string-length(.) > {self.limits.max_attribute_chars}])"
 
-    def _tools(self) -> tuple[etree.XMLParser, etree.XPath]:
-        # lxml parsers and XPath objects must not be used by two threads at once: one of each per thread.
-        tools: tuple[etree.XMLParser, etree.XPath] | None = getattr(self._local, "tools", None)
+    def _tools(self) -> tuple[etree.XMLParser, etree.XPath, etree.XPath]:
+        # lxml parsers and XPath objects must not be used by two threads at once: one set per thread.
+        tools: tuple[etree.XMLParser, etree.XPath, etree.XPath] | None = getattr(self._local, "tools", None)
         if tools is None:
-            tools = self._local.tools = (_new_parser(), etree.XPath(self._depth_probe))
+            tools = self._local.tools = (
+                _new_parser(), etree.XPath(self._depth_probe), etree.XPath(self._attribute_probe),
+            )
         return tools
 
-    def parse(self, data: bytes, *, check_depth: bool = True) -> etree._Element:
+    def parse(self, data: bytes, *, check_tree: bool = True) -> etree._Element:
         """The root element of `data`, or XmlRefused.
 
-        `check_depth=False` leaves the depth check to the caller (`check_depth()`): a document that
-        passes a non-recursive schema cannot be deep, so the validator only checks documents that fail.
+        `check_tree=False` leaves `check_tree()` to the caller (see the module docstring).
         """
         limits = self.limits
         if len(data) > limits.max_bytes:
@@ -119,7 +128,7 @@ class SafeParser:
             nodes = data.count(b"<") - data.count(b"</")  # >= elements + comments + PIs
             if nodes > limits.max_nodes:
                 raise XmlRefused(ErrorCode.HOSTILE_XML, f"document has more than {limits.max_nodes} nodes")
-        parser, too_deep = self._tools()
+        parser = self._tools()[0]
         try:
             root = etree.fromstring(data, parser)
         except etree.XMLSyntaxError as exc:
@@ -129,18 +138,25 @@ class SafeParser:
         docinfo: Any = root.getroottree().docinfo
         if docinfo.doctype or docinfo.internalDTD is not None:
             raise XmlRefused(ErrorCode.HOSTILE_XML, "a DOCTYPE (DTD or entity declarations) is not allowed")
-        if check_depth:
-            self._check_depth(root, too_deep)
+        if check_tree:
+            self.check_tree(root, data)
         return root
 
-    def check_depth(self, root: etree._Element) -> None:
-        """XmlRefused(HOSTILE_XML) when the document is nested deeper than the limit."""
-        self._check_depth(root, self._tools()[1])
-
-    def _check_depth(self, root: etree._Element, too_deep: etree.XPath) -> None:
+    def check_tree(self, root: etree._Element, data: bytes) -> None:
+        """XmlRefused(HOSTILE_XML) when the parsed document breaks the depth, attribute or namespace limit."""
+        limits = self.limits
+        _, too_deep, long_attribute = self._tools()
         if too_deep(root):
             raise XmlRefused(
-                ErrorCode.HOSTILE_XML, f"document is nested deeper than {self.limits.max_depth} levels"
+                ErrorCode.HOSTILE_XML, f"document is nested deeper than {limits.max_depth} levels"
+            )
+        if long_attribute(root):
+            raise XmlRefused(
+                ErrorCode.HOSTILE_XML, f"an attribute is longer than {limits.max_attribute_chars} characters"
+            )
+        if data.count(b"xmlns") > limits.max_namespaces:  # counts text too: a generous upper bound
+            raise XmlRefused(
+                ErrorCode.HOSTILE_XML, f"document declares more than {limits.max_namespaces} namespaces"
             )
 
 

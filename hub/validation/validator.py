@@ -34,26 +34,26 @@ class Validator:
     def validate(self, data: bytes, *, on: date | None = None) -> Validatie:
         """The verdict on `data` as received on `on` (default: today)."""
         try:
-            root = self._parser.parse(data, check_depth=False)
+            root = self._parser.parse(data, check_tree=False)
         except XmlRefused as refused:
             return Validatie(None, refused.code, (Fout(refused.reason, refused.line),))
         tag = root.tag
         namespace, _, local = tag[1:].partition("}") if tag[:1] == "{" else ("", "", tag)
         if local != "Bericht" or not namespace:
             return self._refuse(
-                root, ErrorCode.UNKNOWN_MESSAGE,
+                root, data, ErrorCode.UNKNOWN_MESSAGE,
                 "the root element must be Bericht in the namespace of an iStandaarden message",
             )
         day = on or date.today()
         entry = self.registry.lookup(namespace, day)
         if entry is None:
-            return self._not_accepted(root, namespace, day)
+            return self._not_accepted(root, data, namespace, day)
 
         header = _header(root)
         mismatch = _header_mismatch(entry, header)
         if mismatch:
             return self._refuse(
-                root, ErrorCode.HEADER_MISMATCH, mismatch, entry, path="/Bericht/Header",
+                root, data, ErrorCode.HEADER_MISMATCH, mismatch, entry, path="/Bericht/Header",
                 kop=_kop(entry.type, header),
             )
 
@@ -66,14 +66,14 @@ class Validator:
             errors = [SchemaError(e.line, e.type_name, e.path, e.message) for e in log]
         finally:
             entry.pool.give_back(schema)
-        return self._invalid(root, entry, header, errors, len(data))
+        return self._invalid(root, data, entry, header, errors)
 
     def _refuse(
-        self, root: etree._Element, code: ErrorCode, reason: str, entry: SchemaEntry | None = None, *,
-        path: str | None = None, kop: Kop | None = None,
+        self, root: etree._Element, data: bytes, code: ErrorCode, reason: str,
+        entry: SchemaEntry | None = None, *, path: str | None = None, kop: Kop | None = None,
     ) -> Validatie:
         try:
-            self._parser.check_depth(root)  # only now: a document that passes its schema cannot be deep
+            self._parser.check_tree(root, data)  # only now: see safe_xml's module docstring
         except XmlRefused as refused:
             return Validatie(None, refused.code, (Fout(refused.reason),))
         return Validatie(
@@ -81,11 +81,11 @@ class Validator:
             type=entry.type if entry else None, release=entry.release.release if entry else None, kop=kop,
         )
 
-    def _not_accepted(self, root: etree._Element, namespace: str, day: date) -> Validatie:
+    def _not_accepted(self, root: etree._Element, data: bytes, namespace: str, day: date) -> Validatie:
         known = self.registry.candidates(namespace)
         if not known:
             return self._refuse(
-                root, ErrorCode.UNKNOWN_MESSAGE,
+                root, data, ErrorCode.UNKNOWN_MESSAGE,
                 f"namespace {namespace[:_MAX_NS_IN_REASON]} names no message type the hub knows",
             )
         entry = known[0]
@@ -98,17 +98,17 @@ class Validator:
         )
         reason = f"{entry.type.naam} of {windows} is not accepted on this date; {now}"
         kop = _kop(entry.type, _header(root))
-        return self._refuse(root, ErrorCode.RELEASE_NOT_ACCEPTED, reason, entry, kop=kop)
+        return self._refuse(root, data, ErrorCode.RELEASE_NOT_ACCEPTED, reason, entry, kop=kop)
 
     def _invalid(
-        self, root: etree._Element, entry: SchemaEntry, header: dict[str, etree._Element],
-        errors: list[SchemaError], size: int,
+        self, root: etree._Element, data: bytes, entry: SchemaEntry, header: dict[str, etree._Element],
+        errors: list[SchemaError],
     ) -> Validatie:
         try:
-            self._parser.check_depth(root)
+            self._parser.check_tree(root, data)
         except XmlRefused as refused:
             return Validatie(None, refused.code, (Fout(refused.reason),))
-        fouts = explain(root, errors, entry.explainer, size)
+        fouts = explain(root, errors, entry.explainer, len(data))
         return Validatie(
             None, ErrorCode.SCHEMA_INVALID, fouts, type=entry.type, release=entry.release.release,
             kop=_kop(entry.type, header),
