@@ -69,7 +69,7 @@ async def test_sigkill_while_posting_loses_nothing_and_duplicates_nothing_promis
                     async with session.post(f"{hub.url}/v1/berichten", data=bodies[i], headers=headers) as r:
                         status = r.status
                         answer = await r.json() if r.content_type == "application/json" else {}
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     status, answer = None, {}
                 first_answer.setdefault(i, status)
                 statuses[str(status)] += 1
@@ -108,7 +108,8 @@ async def test_sigkill_while_posting_loses_nothing_and_duplicates_nothing_promis
     print(
         f"\ncrash test: sent={MESSAGES} kills={KILLS} attempts={dict(statuses)} "
         f"accepted_first_try={len(promised_first_time)} retried={len(unanswered_first)} "
-        f"in_queue={sum(copies.values())} distinct={len(copies)} second_copies={second_copies} lost={len(lost)}"
+        f"in_queue={sum(copies.values())} distinct={len(copies)} second_copies={second_copies} "
+        f"lost={len(lost)}"
     )
     assert hub.proc is not None and hub.proc.poll() is None, "the restarted hub is still running"
     assert not lost, f"lost messages: {lost[:10]}"
