@@ -146,7 +146,7 @@ async def _number(conn: AsyncConnection, events: list[dict[str, Any]]) -> None:
         .where(audit_events.c.message_id.in_(ids))
         .group_by(audit_events.c.message_id)
     )
-    last: dict[str, int] = {message_id: seq for message_id, seq in result.tuples()}
+    last: dict[str, int] = {message_id: seq for message_id, seq in result}
     for e in events:
         e["seq"] = last[e["message_id"]] = last.get(e["message_id"], 0) + 1
 

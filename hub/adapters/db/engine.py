@@ -28,7 +28,9 @@ def is_sqlite(url: str) -> bool:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The file behind a SQLite URL, or None for an in-memory database."""
+    """The file behind a SQLite URL; None for an in-memory database or another backend."""
+    if not is_sqlite(url):
+        return None
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file::memory:"):
         return None
