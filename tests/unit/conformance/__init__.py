@@ -1,0 +1,1 @@
+"""Differential conformance: the project's schemas against the published reference XSDs."""
