@@ -228,3 +228,57 @@ def test_concurrent_validation_keeps_errors_apart(validator: Validator) -> None:
     expected = [run(d) for d in docs[:4]] * 50
     assert results == expected
     assert expected[0] == (True, ()) and expected[1] == (False, ("/Bericht/Header/Afzender",))
+
+
+PROJECT_EXAMPLES = sorted((PROJECT / "examples" / "berichten").glob("*/*.xml"))
+
+
+@pytest.mark.parametrize("path", PROJECT_EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_message_type_example(validator: Validator, path: Path) -> None:
+    from tests.support.berichten import with_header
+
+    data = path.read_bytes()
+    v = validator.validate(data, on=DAY)
+    assert v.bericht is not None, v.errors
+    b = v.bericht
+    assert b.type.naam == path.stem and b.kop.berichtcode == b.type.berichtcode
+    assert path.parent.name == f"{b.type.standaard.slug}-{b.release}"
+    changed = {"afzender": b.kop.afzender, "identificatie": "NEW-ID-1", "dagtekening": "2025-02-03"}
+    if b.type.rol is Rol.RETOUR:
+        changed |= {"identificatie_retour": "RET-9", "dagtekening_retour": "2025-02-04"}
+    if b.type.rol is Rol.ANTWOORD:
+        changed |= {"verwijzing_identificatie": "DECL-5", "verwijzing_dagtekening": "2025-01-31"}
+    kop = validator.validate(with_header(data, **changed), on=DAY).bericht
+    assert kop is not None
+    k = kop.kop
+    assert (k.identificatie.identificatie, k.identificatie.dagtekening) == ("NEW-ID-1", date(2025, 2, 3))
+    if b.type.rol is Rol.RETOUR:
+        assert k.retour is not None
+        assert (k.retour.identificatie, k.retour.dagtekening) == ("RET-9", date(2025, 2, 4))
+        assert kop.identiteit == k.retour
+    else:
+        assert k.retour is None
+    if b.type.rol is Rol.ANTWOORD:
+        assert k.verwijzing is not None
+        assert (k.verwijzing.identificatie, k.verwijzing.dagtekening) == ("DECL-5", date(2025, 1, 31))
+    else:
+        assert k.verwijzing is None
+
+
+def test_examples_cover_the_catalogue() -> None:
+    from hub.domain.catalogue import CATALOGUE
+
+    assert {p.stem for p in PROJECT_EXAMPLES} >= {t.naam for t in CATALOGUE}
+
+
+@pytest.mark.parametrize("path", PROJECT_EXAMPLES[::5], ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_broken_examples_never_leak_the_bsn(validator: Validator, path: Path) -> None:
+    data = path.read_bytes()
+    bsns = set(re.findall(rb"<(?:\w+:)?Bsn>(\d+)<", data))
+    broken = re.sub(rb"(<(?:\w+:)?Bsn>)(\d+)(<)", rb"\g<1>\g<2>0\g<3>", data)  # 10 digits
+    broken = broken.replace(b"</", b"<Unexpected/></", 1)  # plus a structure error
+    v = validator.validate(broken, on=DAY)
+    assert v.code is ErrorCode.SCHEMA_INVALID
+    text = reasons(v)
+    for bsn in bsns:
+        assert bsn.decode() not in text
