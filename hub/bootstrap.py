@@ -29,7 +29,7 @@ from hub.domain.parties import PartyRef
 from hub.entrypoints.web import GATEWAY, Gateway, add_routes, error_middleware
 from hub.service.auth import TokenAuthenticator
 from hub.service.intake import Intake
-from hub.service.ports import AuditStore, BrokerUnavailable, PartyStore
+from hub.service.ports import AuditStore, BrokerUnavailable, PartyStore, Publisher
 from hub.settings import Settings
 from hub.validation.registry import SchemaRegistry
 from hub.validation.validator import Validator
@@ -45,7 +45,7 @@ class Components:
     rules: RulesHolder
     store: AuditStore
     parties: PartyStore
-    publisher: AmqpPublisher
+    publisher: Publisher
     intake: Intake
 
 

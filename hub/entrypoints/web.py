@@ -36,7 +36,7 @@ class Gateway:
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
-REQUEST_ID = "hub_request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -142,6 +142,10 @@ class Publisher(Protocol):
         """
         ...
 
+    async def ping(self) -> None:
+        """Raise BrokerUnavailable when not connected."""
+        ...
+
 
 class BrokerUnavailable(Exception):
     pass

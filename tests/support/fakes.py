@@ -13,8 +13,10 @@ from hub.service.ports import (
     BrokerUnavailable,
     IdentityConflict,
     NieuwBericht,
+    RegisteredParty,
     StoredBericht,
     StoreUnavailable,
+    TokenInfo,
     Weigering,
 )
 
@@ -122,3 +124,43 @@ class FakePublisher:
             raise BrokerUnavailable("fake broker is down")
         self.published.append((bericht, body))
         return f"hub.ontvanger.{bericht.receiver.kind.value}.{bericht.receiver.code}"
+
+    async def ping(self) -> None:
+        if self.down:
+            raise BrokerUnavailable("fake broker is down")
+
+
+class FakePartyStore:
+    """Tokens are "token-<kind>-<code>"; registered parties are added with add_party."""
+
+    def __init__(self) -> None:
+        self.parties: dict[PartyRef, RegisteredParty] = {}
+        self.tokens: dict[str, PartyRef] = {}
+        self.down = False
+
+    async def add_party(self, ref: PartyRef, naam: str) -> RegisteredParty:
+        party = RegisteredParty(ref, naam, datetime.now(UTC))
+        self.parties[ref] = party
+        return party
+
+    async def get_party(self, ref: PartyRef) -> RegisteredParty | None:
+        return self.parties.get(ref)
+
+    async def list_parties(self) -> list[RegisteredParty]:
+        return list(self.parties.values())
+
+    async def create_token(self, ref: PartyRef, label: str) -> str:
+        token = f"token-{ref.kind.value}-{ref.code}"
+        self.tokens[token] = ref
+        return token
+
+    async def list_tokens(self, ref: PartyRef | None = None) -> list[TokenInfo]:
+        return []
+
+    async def revoke_token(self, token_or_id: str) -> bool:
+        return self.tokens.pop(token_or_id, None) is not None
+
+    async def party_for_token(self, token: str) -> PartyRef | None:
+        if self.down:
+            raise StoreUnavailable("fake store is down")
+        return self.tokens.get(token)
