@@ -17,7 +17,7 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg  # type: ignore[import-untyped]  # no stubs; only used for admin statements
+import asyncpg
 import pytest
 
 from hub.adapters.db.migrate import upgrade

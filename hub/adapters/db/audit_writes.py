@@ -6,7 +6,7 @@ numbers, one executemany per table, one UPDATE for all forwarded messages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -82,7 +82,7 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
 
     events = _events(ops, outcomes)
     if events:
-        await _number(conn, events)
+        await _number(conn, events, (op.bericht.message_id for op in received))
         await conn.execute(insert(audit_events), events)
 
     refusals = [_refusal_values(op.weigering) for op in ops if isinstance(op, RecordRefusal)]
@@ -133,20 +133,25 @@ def _event(message_id: str, at: datetime, kind: str, detail: dict[str, Any]) -> 
     return {"message_id": message_id, "at": at, "kind": kind, "detail": detail}
 
 
-async def _number(conn: AsyncConnection, events: list[dict[str, Any]]) -> None:
+async def _number(conn: AsyncConnection, events: list[dict[str, Any]], new_ids: Iterable[str]) -> None:
     """Give each event the next seq of its message.
 
     This process writes through one writer task, so reading the current maximum here is race-free
     within it; another process racing on the same message hits UNIQUE(message_id, seq) and the
     batch is retried item by item with fresh numbers.
     """
-    ids = {e["message_id"] for e in events}
-    result = await conn.execute(
-        select(audit_events.c.message_id, func.max(audit_events.c.seq))
-        .where(audit_events.c.message_id.in_(ids))
-        .group_by(audit_events.c.message_id)
-    )
-    last: dict[str, int] = {message_id: seq for message_id, seq in result}
+    # A message stored in this very batch has no events yet (its id is new: the intake makes it when
+    # storing), so only the others need a look-up. That spares the SELECT in the common batch of
+    # store_received calls alone; were the assumption ever wrong, UNIQUE(message_id, seq) says so.
+    ids = {e["message_id"] for e in events} - set(new_ids)
+    last: dict[str, int] = {}
+    if ids:
+        result = await conn.execute(
+            select(audit_events.c.message_id, func.max(audit_events.c.seq))
+            .where(audit_events.c.message_id.in_(ids))
+            .group_by(audit_events.c.message_id)
+        )
+        last = {message_id: seq for message_id, seq in result}
     for e in events:
         e["seq"] = last[e["message_id"]] = last.get(e["message_id"], 0) + 1
 

@@ -109,7 +109,8 @@ class GroupCommitWriter(Generic[Op]):
                 for _, future in batch:
                     _settle(future, StoreUnavailable(f"audit store failure: {exc!r}"))
 
-    async def _write(self, batch: list[tuple[Op, asyncio.Future[None]]]) -> None:
+    async def _write(self, batch: list[tuple[Op, asyncio.Future[None]]]) -> bool:
+        """Write and settle the batch; False when the database turned out to be unreachable."""
         ops = [op for op, _ in batch]
         try:
             async with asyncio.timeout(self._timeout), self._engine.begin() as conn:
@@ -119,17 +120,23 @@ class GroupCommitWriter(Generic[Op]):
                 logger.warning("group commit: database unavailable (%s items): %s", len(batch), exc)
                 for _, future in batch:
                     _settle(future, StoreUnavailable(f"database unavailable: {exc}"))
-            elif len(batch) > 1:
-                # One bad item (a unique violation, most likely) spoils the transaction for all:
-                # write them one by one so only the guilty one fails.
-                for item in batch:
-                    await self._write([item])
-            else:
+                return False
+            if len(batch) == 1:
                 _settle(batch[0][1], await self._explain_safely(ops[0], exc))
-            return
+                return True
+            # One bad item (a unique violation, most likely) spoils the transaction for all:
+            # write them one by one so only the guilty one fails.
+            for i, item in enumerate(batch):
+                if not await self._write([item]):
+                    # Gone half-way: fail the rest now instead of timing out on each in turn.
+                    for _, future in batch[i + 1 :]:
+                        _settle(future, StoreUnavailable("database unavailable"))
+                    return False
+            return True
         self.batches += 1
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             _settle(future, outcome)
+        return True
 
     async def _explain_safely(self, op: Op, exc: Exception) -> BaseException:
         try:
