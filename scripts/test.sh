@@ -11,4 +11,5 @@ say "ruff"
 say "mypy --strict"
 "$VENV/bin/mypy"
 say "pytest"
+export HUB_REQUIRE_SERVERS=1
 exec "$VENV/bin/pytest" -q "$@"
