@@ -14,6 +14,13 @@ from hub.domain.parties import PartyRef
 class BerichtStatus(StrEnum):
     RECEIVED = "received"  # body and row committed; not (yet) confirmed by the broker
     FORWARDED = "forwarded"  # published to the receiver's queue and confirmed by RabbitMQ
+    IN_MAILBOX = "in_mailbox"  # taken from the queue into the receiver's mailbox; not yet acked
+    DELIVERED = "delivered"  # the receiver has it: its endpoint answered 2xx, or it acked its mailbox
+    DEAD_LETTERED = "dead_lettered"  # delivery given up; waits for ops (hub replay)
+
+    @property
+    def undelivered(self) -> bool:
+        return self in (BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX, BerichtStatus.DEAD_LETTERED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +45,8 @@ class NieuwBericht:
     received_at: datetime
     request_id: str
     routing_version: str
+    answer_due: date | None = None  # heenberichten: received + the answer deadline in werkdagen
+    retourcodes: tuple[str, ...] = ()  # retourberichten and 325
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +68,14 @@ class StoredBericht:
     status: BerichtStatus
     received_at: datetime
     updated_at: datetime
+    # Delivery and conversation facts (migration 0002); defaults for a message just stored.
+    delivered_at: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    answer_due: date | None = None  # heenberichten: the day by which the retour/325 is due
+    answered_at: datetime | None = None  # heenberichten: when the hub accepted its answer
+    retourcodes: tuple[str, ...] = ()  # retourberichten and 325: the RetourCodes they carry
+    body_purged_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,4 +221,66 @@ class PartyStore(Protocol):
 
     async def party_for_token(self, token: str) -> PartyRef | None:
         """The party a token authenticates, or None (unknown or revoked)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxPage:
+    berichten: list[StoredBericht]
+    next_cursor: str | None  # pass as `after` for the next page; None when this was the last
+
+
+class DeliveryStore(Protocol):
+    """The delivery side of the audit trail. Every write is committed when the call returns.
+
+    Status changes are conditional (compare-and-set), so two workers, or a worker and a mailbox ack,
+    can never both complete one message: the loser gets False.
+    """
+
+    async def pending_receivers(self) -> list[PartyRef]:
+        """Receivers with messages in their queue (status FORWARDED): whose queues need a consumer."""
+        ...
+
+    async def record_attempt(
+        self, message_id: str, *, channel: str, outcome: str, detail: dict[str, Any] | None = None
+    ) -> None:
+        """Event 'delivery_attempted' and attempts + 1 (and last_error unless the outcome is 'ok')."""
+        ...
+
+    async def mark_delivered(self, message_id: str, *, channel: str, event: str = "delivered") -> bool:
+        """FORWARDED/IN_MAILBOX -> DELIVERED with delivered_at; False if it was not in such a state."""
+        ...
+
+    async def mark_in_mailbox(self, message_id: str) -> bool:
+        """FORWARDED -> IN_MAILBOX; False if it was not FORWARDED."""
+        ...
+
+    async def mark_dead_lettered(self, message_id: str, *, reason: str) -> bool:
+        """FORWARDED/IN_MAILBOX -> DEAD_LETTERED with last_error = reason; False otherwise."""
+        ...
+
+    async def mark_replayed(self, message_id: str, *, by: str, queue: str) -> None:
+        """Any delivered or dead-lettered message -> FORWARDED again, event 'replayed' (after the publish)."""
+        ...
+
+    async def mailbox(self, receiver: PartyRef, *, include_forwarded: bool, limit: int,
+                      after: str | None = None) -> MailboxPage:
+        """The receiver's undelivered messages, oldest first (IN_MAILBOX, and FORWARDED when it fetches)."""
+        ...
+
+    async def dead_letters(self, *, limit: int, receiver: PartyRef | None = None) -> list[StoredBericht]: ...
+
+    async def conversation(self, conversation_id: str) -> list[StoredBericht]: ...
+
+    async def overdue(self, on: date, *, limit: int) -> list[StoredBericht]:
+        """Heenberichten whose answer was due before `on` and has not come."""
+        ...
+
+    async def purge_bodies(self, delivered_before: datetime, *, batch: int) -> int:
+        """Delete the bodies of messages delivered before the cutoff, one bounded batch; event
+        'body_purged' per message. Returns how many were deleted (0: nothing left)."""
+        ...
+
+    async def reclaim_space(self) -> None:
+        """Give the space of deleted bodies back (SQLite incremental vacuum, PostgreSQL VACUUM)."""
         ...

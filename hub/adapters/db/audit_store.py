@@ -6,24 +6,26 @@ its batch committed). Reads go straight to the database.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.adapters.db.audit_writes import (
     AddEvent,
     AuditOp,
     MarkForwarded,
+    NotInState,
+    RecordAttempt,
     RecordRefusal,
     StoreReceived,
+    Transition,
     apply_batch,
 )
-from hub.adapters.db.engine import create_engine, unavailable_as_store_error
+from hub.adapters.db.delivery_reads import DeliveryReads
+from hub.adapters.db.engine import create_engine
 from hub.adapters.db.group_commit import GroupCommitWriter
 from hub.adapters.db.rows import stored_from_new, stored_from_row
 from hub.adapters.db.tables import audit_events, bericht_bodies, berichten
@@ -40,7 +42,12 @@ from hub.service.ports import (
 READ_TIMEOUT_S = 10.0
 
 
-class SqlAlchemyAuditStore:
+_UNDELIVERED = frozenset({BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX})
+
+
+class SqlAlchemyAuditStore(DeliveryReads):
+    """The AuditStore and DeliveryStore ports (the delivery reads live in delivery_reads.py)."""
+
     def __init__(self, engine: AsyncEngine, *, max_batch: int = 200, write_timeout: float = 10.0) -> None:
         self.engine = engine
         self.writer: GroupCommitWriter[AuditOp] = GroupCommitWriter(
@@ -67,6 +74,53 @@ class SqlAlchemyAuditStore:
     async def record_refusal(self, weigering: Weigering) -> None:
         await self.writer.submit(RecordRefusal(weigering))
 
+    # -- delivery writes (group commit; status changes are compare-and-set) --------------------
+
+    async def record_attempt(
+        self, message_id: str, *, channel: str, outcome: str, detail: dict[str, Any] | None = None
+    ) -> None:
+        await self.writer.submit(RecordAttempt(message_id, channel, outcome, dict(detail or {})))
+
+    async def _transition(self, op: Transition) -> bool:
+        try:
+            await self.writer.submit(op)
+        except NotInState:
+            return False
+        return True
+
+    async def mark_delivered(self, message_id: str, *, channel: str, event: str = "delivered") -> bool:
+        return await self._transition(
+            Transition(message_id, BerichtStatus.DELIVERED, _UNDELIVERED, event, {"channel": channel})
+        )
+
+    async def mark_in_mailbox(self, message_id: str) -> bool:
+        return await self._transition(
+            Transition(
+                message_id, BerichtStatus.IN_MAILBOX, frozenset({BerichtStatus.FORWARDED}), "in_mailbox", {}
+            )
+        )
+
+    async def mark_dead_lettered(self, message_id: str, *, reason: str) -> bool:
+        return await self._transition(
+            Transition(
+                message_id,
+                BerichtStatus.DEAD_LETTERED,
+                _UNDELIVERED,
+                "dead_lettered",
+                {"reason": reason},
+                last_error=reason,
+            )
+        )
+
+    async def mark_replayed(self, message_id: str, *, by: str, queue: str) -> None:
+        replayable = frozenset(s for s in BerichtStatus if s is not BerichtStatus.RECEIVED)
+        if not await self._transition(
+            Transition(
+                message_id, BerichtStatus.FORWARDED, replayable, "replayed", {"by": by, "queue": queue}
+            )
+        ):
+            raise LookupError(f"message {message_id} cannot be replayed (unknown, or never forwarded)")
+
     async def _explain(self, op: AuditOp, exc: Exception) -> BaseException:
         """The error for an op that failed alone: a stored identity becomes IdentityConflict."""
         if isinstance(op, StoreReceived) and isinstance(exc, IntegrityError):
@@ -77,11 +131,6 @@ class SqlAlchemyAuditStore:
         return exc
 
     # -- reads (direct) ----------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def _reading(self) -> AsyncIterator[AsyncConnection]:
-        async with unavailable_as_store_error(READ_TIMEOUT_S), self.engine.connect() as conn:
-            yield conn
 
     async def get(self, message_id: str) -> StoredBericht | None:
         return await self._one(berichten.c.message_id == message_id)

@@ -49,11 +49,39 @@ class RecordRefusal:
     weigering: Weigering
 
 
-AuditOp = StoreReceived | MarkForwarded | AddEvent | RecordRefusal
+@dataclass(frozen=True, slots=True)
+class RecordAttempt:
+    """A delivery attempt: attempts + 1, last_error unless it succeeded, event 'delivery_attempted'."""
+
+    message_id: str
+    channel: str
+    outcome: str
+    detail: dict[str, Any]
+    at: datetime = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A compare-and-set of the status: applied only when the status is one of `from_`."""
+
+    message_id: str
+    to: BerichtStatus
+    from_: frozenset[BerichtStatus]
+    event: str
+    detail: dict[str, Any]
+    last_error: str | None = None
+    at: datetime = field(default_factory=_now)
+
+
+AuditOp = StoreReceived | MarkForwarded | AddEvent | RecordRefusal | RecordAttempt | Transition
 
 
 class UnknownMessage(LookupError):
     """mark_forwarded for a message_id that is not stored."""
+
+
+class NotInState(LookupError):
+    """A Transition whose message was not in one of the states it applies to (someone else won)."""
 
 
 async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[BaseException | None]:
@@ -80,9 +108,49 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
             if isinstance(op, MarkForwarded) and op.message_id in missing:
                 outcomes[i] = UnknownMessage(op.message_id)
 
-    events = _events(ops, outcomes)
+    answering = [op.bericht for op in received if op.bericht.answers_message_id]
+    answered: set[str] = set()
+    if answering:
+        # The first answer to a heenbericht closes its deadline; a later one changes nothing.
+        found = await conn.execute(
+            update(berichten)
+            .where(
+                berichten.c.message_id.in_({b.answers_message_id for b in answering}),
+                berichten.c.answered_at.is_(None),
+            )
+            .values(answered_at=_now())
+            .returning(berichten.c.message_id)
+        )
+        answered = set(found.scalars())
+
+    for i, op in enumerate(ops):
+        if isinstance(op, Transition):
+            values: dict[str, Any] = {"status": op.to.value, "updated_at": op.at}
+            if op.to is BerichtStatus.DELIVERED:
+                values["delivered_at"] = op.at
+            if op.last_error is not None:
+                values["last_error"] = op.last_error[:300]
+            done = await conn.execute(
+                update(berichten)
+                .where(
+                    berichten.c.message_id == op.message_id,
+                    berichten.c.status.in_([s.value for s in op.from_]),
+                )
+                .values(**values)
+            )
+            if done.rowcount != 1:
+                outcomes[i] = NotInState(op.message_id)
+        elif isinstance(op, RecordAttempt):
+            attempt = {"attempts": berichten.c.attempts + 1, "updated_at": op.at}
+            if op.outcome != "ok":
+                attempt["last_error"] = str(op.detail.get("error", op.outcome))[:300]
+            await conn.execute(
+                update(berichten).where(berichten.c.message_id == op.message_id).values(**attempt)
+            )
+
+    events = _events(ops, outcomes, answered)
     if events:
-        await _number(conn, events, (op.bericht.message_id for op in received))
+        await number_events(conn, events, (op.bericht.message_id for op in received))
         await conn.execute(insert(audit_events), events)
 
     refusals = [_refusal_values(op.weigering) for op in ops if isinstance(op, RecordRefusal)]
@@ -91,7 +159,9 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
     return outcomes
 
 
-def _events(ops: Sequence[AuditOp], outcomes: list[BaseException | None]) -> list[dict[str, Any]]:
+def _events(
+    ops: Sequence[AuditOp], outcomes: list[BaseException | None], answered: set[str]
+) -> list[dict[str, Any]]:
     """The audit events the ops produce, in queue order (which becomes seq order), without seq yet."""
     events: list[dict[str, Any]] = []
     for op, outcome in zip(ops, outcomes, strict=True):
@@ -122,10 +192,24 @@ def _events(ops: Sequence[AuditOp], outcomes: list[BaseException | None]) -> lis
                     },
                 )
             )
+            if b.answers_message_id in answered:
+                detail = {"by": b.message_id, "message": b.berichttype, "retourcodes": list(b.retourcodes)}
+                events.append(_event(b.answers_message_id, op.at, "answered", detail))
         elif isinstance(op, MarkForwarded):
             events.append(_event(op.message_id, op.at, "published", {"queue": op.queue}))
         elif isinstance(op, AddEvent):
             events.append(_event(op.message_id, op.at, op.kind, op.detail))
+        elif isinstance(op, RecordAttempt):
+            events.append(
+                _event(
+                    op.message_id,
+                    op.at,
+                    "delivery_attempted",
+                    {"channel": op.channel, "outcome": op.outcome} | op.detail,
+                )
+            )
+        elif isinstance(op, Transition):
+            events.append(_event(op.message_id, op.at, op.event, op.detail))
     return events
 
 
@@ -133,7 +217,7 @@ def _event(message_id: str, at: datetime, kind: str, detail: dict[str, Any]) -> 
     return {"message_id": message_id, "at": at, "kind": kind, "detail": detail}
 
 
-async def _number(conn: AsyncConnection, events: list[dict[str, Any]], new_ids: Iterable[str]) -> None:
+async def number_events(conn: AsyncConnection, events: list[dict[str, Any]], new_ids: Iterable[str]) -> None:
     """Give each event the next seq of its message.
 
     This process writes through one writer task, so reading the current maximum here is race-free

@@ -33,6 +33,9 @@ def bericht_values(b: NieuwBericht) -> dict[str, Any]:
         "updated_at": b.received_at,  # not changed since it arrived
         "request_id": b.request_id,
         "routing_version": b.routing_version,
+        "attempts": 0,
+        "answer_due": b.answer_due,
+        "retourcodes": " ".join(b.retourcodes) or None,
     }
 
 
@@ -56,6 +59,8 @@ def stored_from_new(b: NieuwBericht) -> StoredBericht:
         status=BerichtStatus.RECEIVED,
         received_at=b.received_at,
         updated_at=b.received_at,
+        answer_due=b.answer_due,
+        retourcodes=b.retourcodes,
     )
 
 
@@ -78,4 +83,11 @@ def stored_from_row(row: RowMapping) -> StoredBericht:
         status=BerichtStatus(row["status"]),
         received_at=row["received_at"],
         updated_at=row["updated_at"],
+        delivered_at=row["delivered_at"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        answer_due=row["answer_due"],
+        answered_at=row["answered_at"],
+        retourcodes=tuple((row["retourcodes"] or "").split()),
+        body_purged_at=row["body_purged_at"],
     )

@@ -63,6 +63,14 @@ berichten = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("request_id", String(_ID), nullable=False),
     Column("routing_version", String(_ID), nullable=False),
+    # Delivery and conversations (migration 0002).
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", String(300), nullable=True),
+    Column("answer_due", Date, nullable=True),
+    Column("answered_at", UtcDateTime, nullable=True),
+    Column("retourcodes", String(200), nullable=True),  # space-separated codes (they are 4 digits)
+    Column("body_purged_at", UtcDateTime, nullable=True),
     # The identity of a message (TR056): sender + Identificatie + Dagtekening, per message type,
     # because a retour carries its own IdentificatieRetour in the same number space as the heen.
     UniqueConstraint(
@@ -85,6 +93,18 @@ Index(
 Index(None, berichten.c.conversation_id)
 # unforwarded(): status + age.
 Index(None, berichten.c.status, berichten.c.received_at)
+# The mailbox, the backlog per receiver and the worker's queue discovery.
+Index(
+    "ix_berichten_receiver_status",
+    berichten.c.receiver_kind,
+    berichten.c.receiver_code,
+    berichten.c.status,
+    berichten.c.received_at,
+)
+# Overdue answers: heenberichten with a due date and no answer yet.
+Index("ix_berichten_answer_due", berichten.c.answer_due, berichten.c.answered_at)
+# Retention: delivered messages by age.
+Index("ix_berichten_delivered_at", berichten.c.delivered_at)
 
 # Separate from the metadata so a retention job can delete bodies (the only place a BSN can be)
 # while the audit trail stays.
