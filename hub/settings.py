@@ -24,6 +24,11 @@ class Settings:
     amqp_exchange: str = "hub.berichten"
     amqp_queue_prefix: str = "hub.ontvanger."
     delivery_limit: int = 20
+    retry_base_seconds: float = 5.0
+    retry_cap_seconds: float = 3600.0
+    retry_max_attempts: int = 150
+    retry_max_age_hours: float = 120.0  # five days
+    retention_days: float = 60.0  # bodies are deleted this long after delivery
     admin_token: str = ""  # operator token for /v1/admin/*; empty: admin calls are refused
     require_known_conversation: bool = True  # refuse a retour/325 whose heenbericht the hub never saw
 
@@ -39,6 +44,11 @@ class Settings:
             amqp_exchange=_env("HUB_AMQP_EXCHANGE", d.amqp_exchange),
             amqp_queue_prefix=_env("HUB_AMQP_QUEUE_PREFIX", d.amqp_queue_prefix),
             delivery_limit=int(_env("HUB_DELIVERY_LIMIT", str(d.delivery_limit))),
+            retry_base_seconds=float(_env("HUB_RETRY_BASE_SECONDS", str(d.retry_base_seconds))),
+            retry_cap_seconds=float(_env("HUB_RETRY_CAP_SECONDS", str(d.retry_cap_seconds))),
+            retry_max_attempts=int(_env("HUB_RETRY_MAX_ATTEMPTS", str(d.retry_max_attempts))),
+            retry_max_age_hours=float(_env("HUB_RETRY_MAX_AGE_HOURS", str(d.retry_max_age_hours))),
+            retention_days=float(_env("HUB_RETENTION_DAYS", str(d.retention_days))),
             admin_token=_env("HUB_ADMIN_TOKEN", d.admin_token),
             require_known_conversation=_env("HUB_REQUIRE_KNOWN_CONVERSATION", "true").lower()
             not in ("0", "false", "no"),

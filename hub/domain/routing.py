@@ -173,6 +173,14 @@ class RoutingRules:
                 return self._bestemming(ref, on.toordinal())
         raise HubError(ErrorCode.UNKNOWN_RECEIVER, f"receiver {code} is not in the directory on {on}")
 
+    def delivery(self, ref: PartyRef, on: date) -> Bestemming:
+        """How `ref` takes delivery on day `on` (the channel in force; MAILBOX when none is set).
+
+        The worker asks this at delivery time, not at intake: a receiver that moves to another
+        channel gets its waiting messages the new way.
+        """
+        return self._bestemming(ref, on.toordinal())
+
     # -- precomputation ---------------------------------------------------------------------------
 
     def _chain(self, code: str) -> list[str]:

@@ -9,7 +9,9 @@ from collections.abc import Sequence
 
 # Each module defines `register(subparsers)`, which adds its sub-command(s) and sets `func`
 # (a callable taking the parsed args and returning the exit code) as the parser default.
-_COMMAND_MODULES = ("validate", "serve", "migrate", "routes", "parties")
+_COMMAND_MODULES = (
+    "validate", "serve", "worker", "migrate", "routes", "parties", "deadletters", "replay", "retention",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,44 @@
+"""Replay: deliver a stored message again, from its stored body, under the same message_id.
+
+For dead letters after the cause is fixed, and for a receiver that lost what it had. The receiver
+can drop a replay of something it already has by its X-Message-Id. The status goes back to
+`forwarded` before the publish: were it the other way round, a worker could take the copy while
+the row still says `dead_lettered` and drop it as stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from hub.service.ports import AuditStore, BerichtStatus, BrokerUnavailable, DeliveryStore, Publisher
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    message_id: str
+    ok: bool
+    detail: str
+
+
+class ReplayStore(AuditStore, DeliveryStore, Protocol):
+    pass
+
+
+async def replay(message_id: str, *, store: ReplayStore, publisher: Publisher, by: str) -> ReplayResult:
+    stored = await store.get(message_id)
+    if stored is None:
+        return ReplayResult(message_id, False, "no such message")
+    if stored.status is BerichtStatus.RECEIVED:
+        return ReplayResult(message_id, False, "never forwarded: the sender's retry forwards it")
+    body = await store.body(message_id)
+    if body is None:
+        return ReplayResult(message_id, False, "its body was deleted by retention")
+    queue = f"{stored.receiver.kind.value}.{stored.receiver.code}"
+    await store.mark_replayed(message_id, by=by, queue=queue)
+    try:
+        queue = await publisher.publish(stored, body)
+    except BrokerUnavailable as exc:
+        await store.add_event(message_id, "replay_publish_failed", {"reason": str(exc)})
+        return ReplayResult(message_id, False, f"RabbitMQ did not take it ({exc}); replay it again")
+    return ReplayResult(message_id, True, f"replayed to {queue}")
