@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -22,13 +22,22 @@ from aiohttp import web
 
 from hub.adapters.broker import AmqpPublisher, Topology
 from hub.adapters.db import create_audit_store, create_party_store
-from hub.adapters.routing_files import RulesHolder, install_sighup_reload
+from hub.adapters.db.audit_store import SqlAlchemyAuditStore
+from hub.adapters.db.engine import create_engine
+from hub.adapters.db.stats import SqlStats
+from hub.adapters.delivery_worker import DeliveryWorker
+from hub.adapters.metrics import HubMetrics, StatsCollector
+from hub.adapters.push import HttpPusher
+from hub.adapters.routing_files import ReloadResult, RulesHolder, install_sighup_reload
 from hub.domain.catalogue import CATALOGUE
 from hub.domain.directory import Party
 from hub.domain.parties import PartyRef
+from hub.domain.retry import RetryPolicy
 from hub.entrypoints.web import GATEWAY, Gateway, add_routes, error_middleware
 from hub.service.auth import TokenAuthenticator
+from hub.service.delivery import Delivery
 from hub.service.intake import Intake
+from hub.service.observe import DeliveryObserver, NullIntakeObserver
 from hub.service.ports import AuditStore, BrokerUnavailable, PartyStore, Publisher
 from hub.settings import Settings
 from hub.validation.registry import SchemaRegistry
@@ -47,6 +56,7 @@ class Components:
     parties: PartyStore
     publisher: Publisher
     intake: Intake
+    metrics: HubMetrics | None = None  # None: no GET /metrics (tests that build their own parts)
 
 
 class _RegisteredParties:
@@ -70,6 +80,63 @@ class _RegisteredParties:
         return party
 
 
+def topology_of(settings: Settings) -> Topology:
+    return Topology(
+        exchange=settings.amqp_exchange,
+        queue_prefix=settings.amqp_queue_prefix,
+        dead_letter_exchange=f"{settings.amqp_exchange}.dlx",
+        dead_letter_queue=f"{settings.amqp_exchange}.deadletter",
+        delivery_limit=settings.delivery_limit,
+    )
+
+
+def retry_policy_of(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        base_seconds=settings.retry_base_seconds,
+        cap_seconds=settings.retry_cap_seconds,
+        max_attempts=settings.retry_max_attempts,
+        max_age_seconds=settings.retry_max_age_hours * 3600,
+    )
+
+
+@dataclass
+class WorkerComponents:
+    settings: Settings
+    rules: RulesHolder
+    store: SqlAlchemyAuditStore
+    worker: DeliveryWorker
+
+
+@asynccontextmanager
+async def build_worker(
+    settings: Settings, observer: DeliveryObserver | None = None
+) -> AsyncIterator[WorkerComponents]:
+    """The delivery worker (`hub worker`): consumes receiver queues, pushes, retries, dead-letters."""
+    async with AsyncExitStack() as stack:
+        rules = RulesHolder.load(settings.routing_rules)
+        store = await create_audit_store(settings.database_url)
+        stack.push_async_callback(store.close)
+        pusher = HttpPusher()
+        await pusher.start()
+        stack.push_async_callback(pusher.close)
+        policy = retry_policy_of(settings)
+        delivery = Delivery(
+            store=store,
+            stored=store.get,
+            rules=lambda: rules.current,
+            pusher=pusher,
+            policy=lambda _receiver: policy,
+            clock=time.time,
+            observer=observer,
+        )
+        worker = DeliveryWorker(
+            settings.amqp_url, topology_of(settings), delivery, store, lambda: rules.current
+        )
+        await worker.start()
+        stack.push_async_callback(worker.stop)
+        yield WorkerComponents(settings, rules, store, worker)
+
+
 @asynccontextmanager
 async def build_components(settings: Settings) -> AsyncIterator[Components]:
     async with AsyncExitStack() as stack:
@@ -82,13 +149,7 @@ async def build_components(settings: Settings) -> AsyncIterator[Components]:
         stack.push_async_callback(parties.close)
         publisher = AmqpPublisher(
             settings.amqp_url,
-            Topology(
-                exchange=settings.amqp_exchange,
-                queue_prefix=settings.amqp_queue_prefix,
-                dead_letter_exchange=f"{settings.amqp_exchange}.dlx",
-                dead_letter_queue=f"{settings.amqp_exchange}.deadletter",
-                delivery_limit=settings.delivery_limit,
-            ),
+            topology_of(settings),
         )
         try:
             await publisher.start()
@@ -98,6 +159,17 @@ async def build_components(settings: Settings) -> AsyncIterator[Components]:
         stack.push_async_callback(publisher.close)
         executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="validate")
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
+        metrics = HubMetrics("gateway")
+        metrics.rules_loaded(rules.current.version)
+        # The hub-wide gauges read through an engine of their own (one connection): a slow stats
+        # query never takes a connection the intake needs.
+        stats_engine = create_engine(settings.database_url, pool_size=1)
+        stack.push_async_callback(stats_engine.dispose)
+        stats = SqlStats(stats_engine, CATALOGUE)
+        dead_letter_queue = publisher.topology.dead_letter_queue
+        metrics.add_stats(
+            StatsCollector(stats.read, lambda: publisher.queue_depth(dead_letter_queue), stats.heen_types)
+        )
         intake = Intake(
             validator=validator,
             rules=lambda: rules.current,
@@ -106,8 +178,9 @@ async def build_components(settings: Settings) -> AsyncIterator[Components]:
             parties=_RegisteredParties(parties),
             executor=executor,
             require_known_conversation=settings.require_known_conversation,
+            observer=metrics,
         )
-        yield Components(settings, registry, validator, rules, store, parties, publisher, intake)
+        yield Components(settings, registry, validator, rules, store, parties, publisher, intake, metrics)
 
 
 def create_app(settings: Settings, *, components: Components | None = None) -> web.Application:
@@ -122,7 +195,7 @@ def create_app(settings: Settings, *, components: Components | None = None) -> w
                 c = components
             app[GATEWAY] = _gateway(c)
             loop = asyncio.get_running_loop()
-            install_sighup_reload(loop, c.rules, _log_reload)
+            install_sighup_reload(loop, c.rules, _reload_reporter(c.metrics))
             yield
 
     app.cleanup_ctx.append(lifecycle)
@@ -150,9 +223,11 @@ def _gateway(c: Components) -> Gateway:
             checks["rabbitmq"] = f"unavailable: {exc}"
         return checks
 
+    report_reload = _reload_reporter(c.metrics)
+
     async def reload_rules() -> dict[str, Any]:
         result = c.rules.reload()
-        _log_reload(result)
+        report_reload(result)
         return {
             "ok": result.ok,
             "version": c.rules.current.version,
@@ -166,10 +241,21 @@ def _gateway(c: Components) -> Gateway:
         max_body_bytes=c.settings.max_body_bytes,
         ready=ready,
         reload_rules=reload_rules,
+        observer=c.metrics if c.metrics is not None else NullIntakeObserver(),
+        metrics=c.metrics.exposition if c.metrics is not None else None,
     )
 
 
-def _log_reload(result: Any) -> None:
+def _reload_reporter(metrics: HubMetrics | None) -> Callable[[ReloadResult], None]:
+    def report(result: ReloadResult) -> None:
+        _log_reload(result)
+        if metrics is not None:
+            metrics.rules_reloaded(result.ok, result.version)
+
+    return report
+
+
+def _log_reload(result: ReloadResult) -> None:
     if result.ok:
         log.info("routing rules reloaded: version %s", result.version)
     else:

@@ -263,8 +263,9 @@ class DeliveryStore(Protocol):
         """Any delivered or dead-lettered message -> FORWARDED again, event 'replayed' (after the publish)."""
         ...
 
-    async def mailbox(self, receiver: PartyRef, *, include_forwarded: bool, limit: int,
-                      after: str | None = None) -> MailboxPage:
+    async def mailbox(
+        self, receiver: PartyRef, *, include_forwarded: bool, limit: int, after: str | None = None
+    ) -> MailboxPage:
         """The receiver's undelivered messages, oldest first (IN_MAILBOX, and FORWARDED when it fetches)."""
         ...
 
