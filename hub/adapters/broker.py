@@ -185,6 +185,30 @@ class AmqpPublisher:
         if self._channel.is_closed:
             raise BrokerUnavailable("RabbitMQ channel closed")
 
+    async def queue_depth(self, name: str) -> int | None:
+        """Messages ready in a queue (None when it does not exist), for the metrics gauges.
+
+        A passive declare on a short-lived channel of its own: a missing queue closes that channel,
+        never the publishing one. Raises BrokerUnavailable when RabbitMQ cannot be asked.
+        """
+        connection = self._connection
+        if connection is None or connection.is_closed:
+            raise BrokerUnavailable("not connected to RabbitMQ")
+        try:
+            async with asyncio.timeout(self._timeout):
+                channel = await connection.channel(publisher_confirms=False)
+                try:
+                    queue = await channel.declare_queue(name, passive=True)
+                    count: int | None = queue.declaration_result.message_count
+                    return count
+                except aio_pika.exceptions.ChannelNotFoundEntity:
+                    return None
+                finally:
+                    if not channel.is_closed:
+                        await channel.close()
+        except _BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"RabbitMQ unavailable: {type(exc).__name__}") from exc
+
     async def close(self) -> None:
         if self._starter is not None:
             self._starter.cancel()

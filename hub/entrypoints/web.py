@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from hub.domain.errors import ErrorCode
 from hub.entrypoints.http_errors import error_response
+from hub.entrypoints.logs import fields
 from hub.service.auth import Principal, TokenAuthenticator
 from hub.service.intake import Intake, Refused, Unavailable
+from hub.service.observe import IntakeObserver, NullIntakeObserver
 from hub.service.ports import AuditStore, StoreUnavailable
 
 log = logging.getLogger("hub.gateway")
@@ -33,6 +34,9 @@ class Gateway:
     max_body_bytes: int
     ready: Callable[[], Awaitable[dict[str, str]]]
     reload_rules: Callable[[], Awaitable[dict[str, Any]]]
+    observer: IntakeObserver = field(default_factory=NullIntakeObserver)
+    # GET /metrics: (body, content type) for the scraper's Accept header; None: no metrics (404)
+    metrics: Callable[[str | None], Awaitable[tuple[bytes, str]]] | None = None
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -79,37 +83,62 @@ async def _principal(request: web.Request) -> Principal | None:
     return await gw.authenticator.authenticate(request.headers.get("Authorization"))
 
 
+def _refuse_early(gw: Gateway, rid: str, code: ErrorCode, detail: str) -> web.StreamResponse:
+    """A refusal before the intake (auth, media type, size): counted and logged like the others."""
+    response = error_response(code, detail, rid)
+    if code is ErrorCode.UNAVAILABLE:
+        gw.observer.unavailable("database")
+        _outcome(logging.WARNING, "unavailable", rid, response.status, what="database")
+    else:
+        gw.observer.refused(code, None, None)
+        _outcome(logging.INFO, "refused", rid, response.status, code=code.value)
+    return response
+
+
+def _outcome(level: int, event: str, rid: str, status: int, **more: str | bool | None) -> None:
+    """The one log line per message outcome: structured fields, never a body or a value from it."""
+    log.log(level, event, extra=fields(event=event, request_id=rid, status=status, **more))
+
+
 async def post_bericht(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     rid = request_id(request)
+    gw.observer.received()
     try:
         principal = await _principal(request)
     except StoreUnavailable:
-        return error_response(ErrorCode.UNAVAILABLE, "the hub's database is unavailable; retry later", rid)
+        return _refuse_early(gw, rid, ErrorCode.UNAVAILABLE, "the hub's database is unavailable; retry later")
     if principal is None:
-        return error_response(ErrorCode.UNAUTHENTICATED, "a valid bearer token is required", rid)
+        return _refuse_early(gw, rid, ErrorCode.UNAUTHENTICATED, "a valid bearer token is required")
     if principal.party is None:
-        return error_response(ErrorCode.FORBIDDEN, "the operator token cannot send messages", rid)
+        return _refuse_early(gw, rid, ErrorCode.FORBIDDEN, "the operator token cannot send messages")
     ctype = request.content_type.lower()
     if ctype not in _XML_TYPES and not ctype.endswith("+xml"):
-        return error_response(
+        return _refuse_early(
+            gw,
+            rid,
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             f"Content-Type must be application/xml or text/xml, not {ctype[:80]!r}",
-            rid,
         )
+    too_large = f"the body is larger than the hub accepts ({gw.max_body_bytes} bytes)"
     if request.content_length is not None and request.content_length > gw.max_body_bytes:
-        return error_response(
-            ErrorCode.TOO_LARGE, f"the body is larger than the hub accepts ({gw.max_body_bytes} bytes)", rid
-        )
-    data = await request.read()  # bounded by the app's client_max_size
+        return _refuse_early(gw, rid, ErrorCode.TOO_LARGE, too_large)
+    try:
+        data = await request.read()  # bounded by the app's client_max_size
+    except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
+        return _refuse_early(gw, rid, ErrorCode.TOO_LARGE, too_large)
     try:
         accepted = await gw.intake.submit(data, principal.party, request_id=rid)
     except Refused as refusal:
-        log.info(json.dumps({"event": "refused", "request_id": rid, "code": refusal.code.value}))
-        return error_response(refusal.code, refusal.detail, rid, refusal.errors)
+        response = error_response(refusal.code, refusal.detail, rid, refusal.errors)
+        _outcome(logging.INFO, "refused", rid, response.status, code=refusal.code.value)
+        return response
     except Unavailable as exc:
-        log.warning(json.dumps({"event": "unavailable", "request_id": rid, "what": exc.what}))
-        return error_response(ErrorCode.UNAVAILABLE, f"the hub's {exc.what} is unavailable; retry later", rid)
+        response = error_response(
+            ErrorCode.UNAVAILABLE, f"the hub's {exc.what} is unavailable; retry later", rid
+        )
+        _outcome(logging.WARNING, "unavailable", rid, response.status, what=exc.what)
+        return response
     b = accepted.bericht
     body = {
         "message_id": accepted.message_id,
@@ -122,18 +151,19 @@ async def post_bericht(request: web.Request) -> web.StreamResponse:
         "status_url": f"/v1/berichten/{accepted.message_id}",
         "duplicate": accepted.duplicate,
     }
-    log.info(
-        json.dumps(
-            {
-                "event": "duplicate" if accepted.duplicate else "accepted",
-                "request_id": rid,
-                "message_id": accepted.message_id,
-                "message": b.type.naam,
-            }
-        )
-    )
     # A duplicate is answered 200 with the original message_id: it was accepted (and forwarded) before.
-    return web.json_response(body, status=200 if accepted.duplicate else 202)
+    status = 200 if accepted.duplicate else 202
+    _outcome(
+        logging.INFO,
+        "duplicate" if accepted.duplicate else "accepted",
+        rid,
+        status,
+        message_id=accepted.message_id,
+        standard=b.type.standaard.value,
+        message=b.type.naam,
+        receiver_kind=accepted.receiver.kind.value,
+    )
+    return web.json_response(body, status=status)
 
 
 async def get_bericht(request: web.Request) -> web.StreamResponse:
@@ -190,6 +220,14 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def metrics(request: web.Request) -> web.StreamResponse:
+    render = request.app[GATEWAY].metrics
+    if render is None:
+        raise web.HTTPNotFound()
+    body, content_type = await render(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 async def reload_routes(request: web.Request) -> web.StreamResponse:
     rid = request_id(request)
     principal = await _principal(request)
@@ -221,4 +259,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/admin/routes/reload", reload_routes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/openapi.json", openapi)

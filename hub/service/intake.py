@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -19,9 +20,11 @@ from datetime import UTC, date, datetime
 from typing import Protocol
 
 from hub.domain.bericht import Bericht, Fout, Validatie
+from hub.domain.catalogue import BerichtType
 from hub.domain.errors import ErrorCode, HubError
 from hub.domain.parties import PartyKind, PartyRef, kind_of_code
 from hub.domain.routing import Bestemming, Party, RoutingRules
+from hub.service.observe import IntakeObserver, NullIntakeObserver
 from hub.service.ports import (
     AuditStore,
     BerichtStatus,
@@ -72,6 +75,13 @@ class Accepted:
     duplicate: bool = False
 
 
+@dataclass
+class _Seen:
+    """What one submission learnt about its message, for the observer's labels."""
+
+    type: BerichtType | None = None
+
+
 class Intake:
     def __init__(
         self,
@@ -84,6 +94,7 @@ class Intake:
         executor: Executor | None = None,
         today: Callable[[], date] = date.today,
         require_known_conversation: bool = True,
+        observer: IntakeObserver | None = None,
     ) -> None:
         self._validator = validator
         self._rules = rules
@@ -93,14 +104,34 @@ class Intake:
         self._executor = executor
         self._today = today
         self._require_known_conversation = require_known_conversation
+        self._observer: IntakeObserver = observer if observer is not None else NullIntakeObserver()
 
     async def submit(self, data: bytes, sender: PartyRef, *, request_id: str) -> Accepted:
+        started = time.perf_counter()
+        seen = _Seen()
+        try:
+            accepted = await self._submit(data, sender, request_id, seen)
+        except Refused as refusal:
+            t = seen.type
+            self._observer.refused(refusal.code, t.standaard.value if t else None, t.naam if t else None)
+            raise
+        except Unavailable as exc:
+            self._observer.unavailable(exc.what)
+            raise
+        t = accepted.bericht.type
+        self._observer.accepted(t.standaard.value, t.naam, accepted.receiver.kind.value, accepted.duplicate)
+        if not accepted.duplicate:
+            self._observer.acceptance(time.perf_counter() - started)
+        return accepted
+
+    async def _submit(self, data: bytes, sender: PartyRef, request_id: str, seen: _Seen) -> Accepted:
         received_at = datetime.now(UTC)
         on = self._today()
         sha256 = hashlib.sha256(data).hexdigest()
         rules = self._rules()  # one rules object for the whole request, even across a reload
         try:
             validatie = await self._validate(data, on)
+            seen.type = validatie.bericht.type if validatie.bericht is not None else validatie.type
             if validatie.bericht is None:
                 assert validatie.code is not None
                 raise Refused(validatie.code, _summary(validatie), validatie.errors)
@@ -160,10 +191,22 @@ class Intake:
         return Accepted(message_id, bericht, bestemming.ontvanger)
 
     async def _validate(self, data: bytes, on: date) -> Validatie:
+        started = time.perf_counter()
         if self._executor is None or len(data) < _INLINE_VALIDATION_BYTES:
-            return self._validator.validate(data, on=on)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: self._validator.validate(data, on=on))
+            validatie = self._validator.validate(data, on=on)
+        else:
+            loop = asyncio.get_running_loop()
+            validatie = await loop.run_in_executor(
+                self._executor, lambda: self._validator.validate(data, on=on)
+            )
+        t = validatie.bericht.type if validatie.bericht is not None else validatie.type
+        self._observer.validated(
+            t.standaard.value if t else None,
+            t.naam if t else None,
+            time.perf_counter() - started,
+            validatie.valid,
+        )
+        return validatie
 
     async def _answered(self, bericht: Bericht) -> StoredBericht | None:
         """For a retour or 325: the heenbericht it answers, as the hub stored it."""
@@ -222,11 +265,13 @@ class Intake:
         try:
             queue = await self._publisher.publish(stored, body)
         except BrokerUnavailable as exc:
+            self._observer.published(False)
             try:
                 await self._store.add_event(stored.message_id, "publish_failed", {"reason": str(exc)})
             except StoreUnavailable:
                 log.warning("could not record publish failure for %s", stored.message_id)
             raise Unavailable("broker") from exc
+        self._observer.published(True)
         try:
             await self._store.mark_forwarded(stored.message_id, queue=queue)
         except StoreUnavailable as exc:
