@@ -34,11 +34,12 @@ from hub.domain.directory import Party
 from hub.domain.parties import PartyRef
 from hub.domain.retry import RetryPolicy
 from hub.entrypoints.web import GATEWAY, Gateway, add_routes, error_middleware
+from hub.entrypoints.web_delivery import DELIVERY, DeliveryStores, add_delivery_routes, delivery_api
 from hub.service.auth import TokenAuthenticator
 from hub.service.delivery import Delivery
 from hub.service.intake import Intake
 from hub.service.observe import DeliveryObserver, NullIntakeObserver
-from hub.service.ports import AuditStore, BrokerUnavailable, PartyStore, Publisher
+from hub.service.ports import BrokerUnavailable, PartyStore, Publisher
 from hub.settings import Settings
 from hub.validation.registry import SchemaRegistry
 from hub.validation.validator import Validator
@@ -52,7 +53,7 @@ class Components:
     registry: SchemaRegistry
     validator: Validator
     rules: RulesHolder
-    store: AuditStore
+    store: DeliveryStores
     parties: PartyStore
     publisher: Publisher
     intake: Intake
@@ -186,6 +187,7 @@ async def build_components(settings: Settings) -> AsyncIterator[Components]:
 def create_app(settings: Settings, *, components: Components | None = None) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes + 1, middlewares=[error_middleware])
     add_routes(app)
+    add_delivery_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -194,6 +196,7 @@ def create_app(settings: Settings, *, components: Components | None = None) -> w
             else:
                 c = components
             app[GATEWAY] = _gateway(c)
+            app[DELIVERY] = delivery_api(c.store, lambda: c.rules.current, c.publisher, c.metrics)
             loop = asyncio.get_running_loop()
             install_sighup_reload(loop, c.rules, _reload_reporter(c.metrics))
             yield

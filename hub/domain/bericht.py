@@ -34,6 +34,7 @@ class Kop:
     identificatie: BerichtIdentificatie
     retour: BerichtIdentificatie | None = None
     verwijzing: BerichtIdentificatie | None = None
+    retourcodes: tuple[str, ...] = ()  # every RetourCode in a retour or 325, in document order, once each
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     HEADER_MISMATCH = "header_mismatch"  # BerichtCode/Versie/Subversie disagree with the namespace
     SCHEMA_INVALID = "schema_invalid"  # fails its XSD
     # The request (gateway)
+    BAD_REQUEST = "bad_request"  # a malformed query or JSON body (not the message itself)
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"

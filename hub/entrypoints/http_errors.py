@@ -19,6 +19,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.HOSTILE_XML: 400,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.BAD_REQUEST: 400,
     ErrorCode.UNKNOWN_MESSAGE: 422,
     ErrorCode.RELEASE_NOT_ACCEPTED: 422,
     ErrorCode.HEADER_MISMATCH: 422,

@@ -24,6 +24,7 @@ from hub.domain.catalogue import BerichtType
 from hub.domain.errors import ErrorCode, HubError
 from hub.domain.parties import PartyKind, PartyRef, kind_of_code
 from hub.domain.routing import Bestemming, Party, RoutingRules
+from hub.domain.werkdagen import add_werkdagen
 from hub.service.observe import IntakeObserver, NullIntakeObserver
 from hub.service.ports import (
     AuditStore,
@@ -180,6 +181,8 @@ class Intake:
             received_at=received_at,
             request_id=request_id,
             routing_version=rules.version,
+            answer_due=_answer_due(bericht.type, on),
+            retourcodes=bericht.kop.retourcodes,
         )
         try:
             stored = await self._store.store_received(nieuw)
@@ -295,6 +298,11 @@ class Intake:
             )
         except StoreUnavailable:
             log.warning("could not record refusal %s (%s)", request_id, refusal.code)
+
+
+def _answer_due(t: BerichtType, received: date) -> date | None:
+    """The last day for the retour or 325 (three or ten working days; none for answers themselves)."""
+    return add_werkdagen(received, t.answer_within_werkdagen) if t.answer_within_werkdagen else None
 
 
 def _party_of(code: str) -> PartyRef:

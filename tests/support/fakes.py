@@ -12,6 +12,7 @@ from hub.service.ports import (
     BerichtStatus,
     BrokerUnavailable,
     IdentityConflict,
+    MailboxPage,
     NieuwBericht,
     RegisteredParty,
     StoredBericht,
@@ -111,6 +112,130 @@ class FakeAuditStore:
         return rows[:limit]
 
     async def ping(self) -> None:
+        self._check()
+
+    # -- DeliveryStore ------------------------------------------------------------------------
+
+    async def _cas(
+        self,
+        message_id: str,
+        to: BerichtStatus,
+        from_: set[BerichtStatus],
+        event: str,
+        detail: dict[str, Any],
+        **changes: Any,
+    ) -> bool:
+        self._check()
+        row = self.rows.get(message_id)
+        if row is None or row.status not in from_:
+            return False
+        self.rows[message_id] = dataclasses.replace(row, status=to, updated_at=datetime.now(UTC), **changes)
+        await self.add_event(message_id, event, detail)
+        return True
+
+    async def pending_receivers(self) -> list[PartyRef]:
+        self._check()
+        return sorted(
+            {r.receiver for r in self.rows.values() if r.status is BerichtStatus.FORWARDED}, key=str
+        )
+
+    async def record_attempt(
+        self, message_id: str, *, channel: str, outcome: str, detail: dict[str, Any] | None = None
+    ) -> None:
+        self._check()
+        row = self.rows[message_id]
+        error = None if outcome == "ok" else str((detail or {}).get("error", outcome))
+        self.rows[message_id] = dataclasses.replace(
+            row, attempts=row.attempts + 1, last_error=error or row.last_error
+        )
+        await self.add_event(
+            message_id, "delivery_attempted", {"channel": channel, "outcome": outcome} | (detail or {})
+        )
+
+    async def mark_delivered(self, message_id: str, *, channel: str, event: str = "delivered") -> bool:
+        return await self._cas(
+            message_id,
+            BerichtStatus.DELIVERED,
+            {BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX},
+            event,
+            {"channel": channel},
+            delivered_at=datetime.now(UTC),
+        )
+
+    async def mark_in_mailbox(self, message_id: str) -> bool:
+        return await self._cas(
+            message_id, BerichtStatus.IN_MAILBOX, {BerichtStatus.FORWARDED}, "in_mailbox", {}
+        )
+
+    async def mark_dead_lettered(self, message_id: str, *, reason: str) -> bool:
+        return await self._cas(
+            message_id,
+            BerichtStatus.DEAD_LETTERED,
+            {BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX},
+            "dead_lettered",
+            {"reason": reason},
+            last_error=reason,
+        )
+
+    async def mark_replayed(self, message_id: str, *, by: str, queue: str) -> None:
+        replayable = set(BerichtStatus) - {BerichtStatus.RECEIVED}
+        if not await self._cas(
+            message_id, BerichtStatus.FORWARDED, replayable, "replayed", {"by": by, "queue": queue}
+        ):
+            raise LookupError(message_id)
+
+    async def mailbox(
+        self, receiver: PartyRef, *, include_forwarded: bool, limit: int, after: str | None = None
+    ) -> MailboxPage:
+        self._check()
+        wanted = {BerichtStatus.IN_MAILBOX} | ({BerichtStatus.FORWARDED} if include_forwarded else set())
+        rows = sorted(
+            (r for r in self.rows.values() if r.receiver == receiver and r.status in wanted),
+            key=lambda r: (r.received_at, r.message_id),
+        )
+        if after is not None:
+            rows = [r for r in rows if r.message_id > after]
+        page = rows[:limit]
+        return MailboxPage(page, page[-1].message_id if len(rows) > limit else None)
+
+    async def dead_letters(self, *, limit: int, receiver: PartyRef | None = None) -> list[StoredBericht]:
+        self._check()
+        rows = [
+            r
+            for r in self.rows.values()
+            if r.status is BerichtStatus.DEAD_LETTERED and (receiver is None or r.receiver == receiver)
+        ]
+        return rows[:limit]
+
+    async def conversation(self, conversation_id: str) -> list[StoredBericht]:
+        self._check()
+        return sorted(
+            (r for r in self.rows.values() if r.conversation_id == conversation_id),
+            key=lambda r: r.received_at,
+        )
+
+    async def overdue(self, on: date, *, limit: int) -> list[StoredBericht]:
+        self._check()
+        return [
+            r for r in self.rows.values() if r.answer_due and r.answer_due < on and r.answered_at is None
+        ][:limit]
+
+    async def purge_bodies(self, delivered_before: datetime, *, batch: int) -> int:
+        self._check()
+        ids = [
+            m
+            for m, r in self.rows.items()
+            if r.status is BerichtStatus.DELIVERED
+            and r.delivered_at
+            and r.delivered_at < delivered_before
+            and m in self.bodies
+        ][:batch]
+        for m in ids:
+            del self.bodies[m]
+            self.rows[m] = dataclasses.replace(self.rows[m], body_purged_at=datetime.now(UTC))
+        return len(ids)
+
+    async def reclaim_space(self) -> None:
         self._check()
 
 
