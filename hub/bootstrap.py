@@ -34,12 +34,12 @@ from hub.domain.directory import Party
 from hub.domain.parties import PartyRef
 from hub.domain.retry import RetryPolicy
 from hub.entrypoints.web import GATEWAY, Gateway, add_routes, error_middleware
-from hub.entrypoints.web_delivery import DELIVERY, DeliveryStores, add_delivery_routes, delivery_api
+from hub.entrypoints.web_delivery import DELIVERY, add_delivery_routes, delivery_api
 from hub.service.auth import TokenAuthenticator
 from hub.service.delivery import Delivery
 from hub.service.intake import Intake
 from hub.service.observe import DeliveryObserver, NullIntakeObserver
-from hub.service.ports import BrokerUnavailable, PartyStore, Publisher
+from hub.service.ports import BrokerUnavailable, HubStore, PartyStore, Publisher
 from hub.settings import Settings
 from hub.validation.registry import SchemaRegistry
 from hub.validation.validator import Validator
@@ -53,7 +53,7 @@ class Components:
     registry: SchemaRegistry
     validator: Validator
     rules: RulesHolder
-    store: DeliveryStores
+    store: HubStore
     parties: PartyStore
     publisher: Publisher
     intake: Intake

@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +19,7 @@ from hub.entrypoints.logs import fields
 from hub.service.auth import Principal, TokenAuthenticator
 from hub.service.intake import Intake, Refused, Unavailable
 from hub.service.observe import IntakeObserver, NullIntakeObserver
-from hub.service.ports import AuditStore, StoreUnavailable
+from hub.service.ports import HubStore, StoredBericht, StoreUnavailable
 
 log = logging.getLogger("hub.gateway")
 
@@ -29,7 +30,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 @dataclass
 class Gateway:
     intake: Intake
-    store: AuditStore
+    store: HubStore
     authenticator: TokenAuthenticator
     max_body_bytes: int
     ready: Callable[[], Awaitable[dict[str, str]]]
@@ -37,6 +38,7 @@ class Gateway:
     observer: IntakeObserver = field(default_factory=NullIntakeObserver)
     # GET /metrics: (body, content type) for the scraper's Accept header; None: no metrics (404)
     metrics: Callable[[str | None], Awaitable[tuple[bytes, str]]] | None = None
+    today: Callable[[], date] = date.today
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -181,8 +183,10 @@ async def get_bericht(request: web.Request) -> web.StreamResponse:
         ):
             return error_response(ErrorCode.NOT_FOUND, "no such message for this party", rid)
         events = await gw.store.events(message_id)
+        conversation = await gw.store.conversation(stored.conversation_id)
     except StoreUnavailable:
         return error_response(ErrorCode.UNAVAILABLE, "the hub's database is unavailable; retry later", rid)
+    heen = next((b for b in conversation if b.message_id == stored.conversation_id), None)
     return web.json_response(
         {
             "message_id": stored.message_id,
@@ -201,6 +205,30 @@ async def get_bericht(request: web.Request) -> web.StreamResponse:
             "sha256": stored.sha256,
             "received_at": stored.received_at.isoformat(),
             "updated_at": stored.updated_at.isoformat(),
+            "delivered_at": _iso(stored.delivered_at),
+            "attempts": stored.attempts,
+            "last_error": stored.last_error,
+            "body_deleted_at": _iso(stored.body_purged_at),
+            "conversation": {
+                "answer_due": heen.answer_due.isoformat() if heen and heen.answer_due else None,
+                "answered_at": _iso(heen.answered_at) if heen else None,
+                "overdue": bool(heen and _overdue(heen, gw.today())),
+                "berichten": [
+                    {
+                        "message_id": b.message_id,
+                        "message": b.berichttype,
+                        "afzender": str(b.afzender),
+                        "receiver": str(b.receiver),
+                        "status": b.status.value,
+                        "received_at": b.received_at.isoformat(),
+                        "delivered_at": _iso(b.delivered_at),
+                        "retourcodes": list(b.retourcodes),
+                    }
+                    for b in conversation
+                    # Each party sees the messages of the conversation it sends or receives.
+                    if principal.admin or principal.party in (b.afzender, b.receiver)
+                ],
+            },
             "events": [
                 {"seq": e.seq, "at": e.at.isoformat(), "event": e.kind, "detail": e.detail} for e in events
             ],
@@ -243,6 +271,14 @@ async def openapi(request: web.Request) -> web.StreamResponse:
     from hub.entrypoints.openapi import document
 
     return web.json_response(document())
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _overdue(heen: StoredBericht, today: date) -> bool:
+    return heen.answer_due is not None and heen.answered_at is None and heen.answer_due < today
 
 
 def _is_uuid(text: str) -> bool:

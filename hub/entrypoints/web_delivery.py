@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 
@@ -19,17 +19,13 @@ from hub.entrypoints.http_errors import error_response
 from hub.entrypoints.web import GATEWAY, request_id
 from hub.service.auth import Principal
 from hub.service.observe import DeliveryObserver, NullDeliveryObserver
-from hub.service.ports import AuditStore, BerichtStatus, DeliveryStore, Publisher, StoreUnavailable
+from hub.service.ports import BerichtStatus, HubStore, Publisher, StoreUnavailable
 from hub.service.replay import replay
-
-
-class DeliveryStores(AuditStore, DeliveryStore, Protocol):
-    pass
 
 
 @dataclass
 class DeliveryApi:
-    store: DeliveryStores
+    store: HubStore
     rules: Callable[[], RoutingRules]
     publisher: Publisher
     observer: DeliveryObserver
@@ -230,7 +226,7 @@ def add_delivery_routes(app: web.Application) -> None:
 
 
 def delivery_api(
-    store: DeliveryStores,
+    store: HubStore,
     rules: Callable[[], RoutingRules],
     publisher: Publisher,
     observer: DeliveryObserver | None = None,

@@ -285,3 +285,7 @@ class DeliveryStore(Protocol):
     async def reclaim_space(self) -> None:
         """Give the space of deleted bodies back (SQLite incremental vacuum, PostgreSQL VACUUM)."""
         ...
+
+
+class HubStore(AuditStore, DeliveryStore, Protocol):
+    """The whole message store: what the gateway and the delivery side use together."""

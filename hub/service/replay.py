@@ -9,9 +9,8 @@ the row still says `dead_lettered` and drop it as stale.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
-from hub.service.ports import AuditStore, BerichtStatus, BrokerUnavailable, DeliveryStore, Publisher
+from hub.service.ports import BerichtStatus, BrokerUnavailable, HubStore, Publisher
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,11 +20,7 @@ class ReplayResult:
     detail: str
 
 
-class ReplayStore(AuditStore, DeliveryStore, Protocol):
-    pass
-
-
-async def replay(message_id: str, *, store: ReplayStore, publisher: Publisher, by: str) -> ReplayResult:
+async def replay(message_id: str, *, store: HubStore, publisher: Publisher, by: str) -> ReplayResult:
     stored = await store.get(message_id)
     if stored is None:
         return ReplayResult(message_id, False, "no such message")
