@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import asyncio
 from typing import Any
 
-from aiohttp import web
+from prometheus_client import disable_created_metrics
 
 from hub.bootstrap import create_app
+from hub.entrypoints.drain import serve
 from hub.entrypoints.logs import configure_logging
 from hub.settings import Settings
 
@@ -25,15 +26,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging()
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: clutter
     settings = Settings.from_env()
     app = create_app(settings)
-    logging.getLogger("hub").info("listening on http://%s:%d", args.host, args.port)
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        shutdown_timeout=args.shutdown_timeout,
-        access_log=None,
-        print=None,
-    )
+    asyncio.run(serve(app, args.host, args.port, args.shutdown_timeout))
     return 0
