@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -21,6 +22,8 @@ from hub.service.ports import StoreUnavailable
 CONNECT_TIMEOUT_S = 5.0
 POOL_TIMEOUT_S = 5.0
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# A pooled PostgreSQL connection idle for longer than this is pinged at checkout.
+IDLE_PING_S = 1.0
 
 
 def is_sqlite(url: str) -> bool:
@@ -40,16 +43,55 @@ def sqlite_path(url: str) -> Path | None:
 def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     if is_sqlite(url):
         return _sqlite_engine(url, pool_size)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
+        # All 2 x pool_size connections stay open: with overflow connections, every checkout above
+        # pool_size opened a new connection (TLS attempt, no prepared statements) and closed it on
+        # return, ~25 % of the gateway's CPU at 64 senders (docs/performance.md). Same upper bound.
+        pool_size=2 * pool_size,
+        max_overflow=0,
         pool_timeout=POOL_TIMEOUT_S,
-        # A connection killed by the server (restart, pg_terminate_backend, failover) is noticed
-        # at checkout and replaced, so one dead socket does not fail the next batch.
-        pool_pre_ping=True,
         connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": 30.0},
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Pre-ping, but only connections that sat idle in the pool for more than IDLE_PING_S.
+
+    A connection killed by the server (restart, pg_terminate_backend, failover) is noticed at checkout
+    and replaced, so one dead socket does not fail the next batch. SQLAlchemy's pool_pre_ping does the
+    same at every checkout, which costs three round trips (BEGIN, ping, ROLLBACK) per read and per
+    batch under load: ~10 % of the gateway's CPU at 64 senders (docs/performance.md). A connection
+    whose socket the server closed is refused at once (no round trip); one in use moments ago is
+    pinged only after IDLE_PING_S, and should the server die in between, the statement fails and
+    SQLAlchemy's disconnect handling invalidates the whole pool.
+    """
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # Free check first: a socket the server closed (pg_terminate_backend, restart) is seen by
+        # asyncpg as soon as the event loop reads the EOF.
+        driver = getattr(dbapi_connection, "_connection", None)
+        if driver is not None and getattr(driver, "is_closed", lambda: False)():
+            raise DisconnectionError("pooled connection was closed by the server")
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_S:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"pooled connection is dead: {exc!r}") from exc
+        if alive is False:
+            raise DisconnectionError("pooled connection is dead")
+
+    event.listen(pool, "checkin", checkin)
+    event.listen(pool, "checkout", checkout)
 
 
 def _sqlite_engine(url: str, pool_size: int) -> AsyncEngine:
