@@ -87,14 +87,15 @@ class Delivery:
         if stored is None:
             log.warning("a queue holds message %s that the hub has no row for; dropped", envelope.message_id)
             return Decision(Action.ACK, reason="unknown message")
-        if stored.status not in (BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX):
+        # RECEIVED too: the broker confirmed the publish, the intake has not yet committed `forwarded`.
+        if stored.status not in (BerichtStatus.RECEIVED, BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX):
             # A second copy (a retry after a crash, or a replay raced by an ack): already settled.
             return Decision(Action.ACK, reason=f"already {stored.status.value}")
         bestemming = self._rules().delivery(stored.receiver, self._today())
         if bestemming.kanaal is Kanaal.AMQP:
             return Decision(Action.REQUEUE, reason="the receiver consumes its queue itself")
         if bestemming.kanaal is Kanaal.MAILBOX:
-            if stored.status is BerichtStatus.FORWARDED:
+            if stored.status is not BerichtStatus.IN_MAILBOX:
                 await self._store.mark_in_mailbox(stored.message_id)
             return Decision(Action.ACK, reason="in mailbox")
         assert bestemming.endpoint is not None, "the routing rules require an endpoint for push"

@@ -51,7 +51,9 @@ class FakeAuditStore:
 
     async def mark_forwarded(self, message_id: str, *, queue: str) -> None:
         self._check()
-        self.rows[message_id] = dataclasses.replace(self.rows[message_id], status=BerichtStatus.FORWARDED)
+        row = self.rows[message_id]
+        if row.status is BerichtStatus.RECEIVED:
+            self.rows[message_id] = dataclasses.replace(row, status=BerichtStatus.FORWARDED)
         await self.add_event(message_id, "published", {"queue": queue})
 
     async def add_event(self, message_id: str, kind: str, detail: dict[str, Any] | None = None) -> None:
@@ -156,7 +158,7 @@ class FakeAuditStore:
         return await self._cas(
             message_id,
             BerichtStatus.DELIVERED,
-            {BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX},
+            {BerichtStatus.RECEIVED, BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX},
             event,
             {"channel": channel},
             delivered_at=datetime.now(UTC),

@@ -68,6 +68,7 @@ class HubProcess:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -108,12 +109,34 @@ class HubProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
+        self.stop_workers()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+        """A `hub worker` process on the same settings (no metrics port), stopped by stop()."""
+        log = (self.log_path.parent / f"{name}.log").open("ab")
+        worker = subprocess.Popen(
+            [HUB, "worker", "--metrics-port", "0"], env=self.env, stdout=log, stderr=log
+        )
+        log.close()
+        self.workers.append(worker)
+        return worker
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        self.workers.clear()
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
@@ -170,32 +193,26 @@ async def drain_queue(
 
 
 async def delete_topology(hub: HubProcess) -> None:
-    """Remove the exchange and queues a test hub declared (every queue with its prefix)."""
+    """Remove every queue and exchange a test hub and its workers declared (all named after the exchange)."""
+    prefix = hub.exchange + "."
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()
-        for name in await _queues_with_prefix(hub.env["HUB_AMQP_QUEUE_PREFIX"]) + [
-            f"{hub.exchange}.deadletter"
-        ]:
+        for name in await _listed("list_queues", prefix):
             try:
                 await channel.queue_delete(name)
             except aio_pika.exceptions.AMQPError:
                 channel = await connection.channel()
-        for name in (hub.exchange, f"{hub.exchange}.dlx"):
+        for name in [hub.exchange, *await _listed("list_exchanges", prefix)]:
             try:
                 await channel.exchange_delete(name)
             except aio_pika.exceptions.AMQPError:
                 channel = await connection.channel()
 
 
-async def _queues_with_prefix(prefix: str) -> list[str]:
+async def _listed(what: str, prefix: str) -> list[str]:
     done = await asyncio.create_subprocess_exec(
-        "rabbitmqctl",
-        "list_queues",
-        "-q",
-        "name",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        "rabbitmqctl", what, "-q", "name", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
     out, _ = await done.communicate()
     return [line.strip() for line in out.decode().splitlines() if line.strip().startswith(prefix)]

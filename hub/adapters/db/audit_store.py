@@ -42,7 +42,9 @@ from hub.service.ports import (
 READ_TIMEOUT_S = 10.0
 
 
-_UNDELIVERED = frozenset({BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX})
+# A message is in its queue from the broker's confirm on, a moment before the intake commits
+# `forwarded`: a worker may take it while the row still says `received`.
+_UNDELIVERED = frozenset({BerichtStatus.RECEIVED, BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX})
 
 
 class SqlAlchemyAuditStore(DeliveryReads):

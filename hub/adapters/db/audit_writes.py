@@ -96,13 +96,18 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
 
     forwarded = {op.message_id for op in ops if isinstance(op, MarkForwarded)}
     if forwarded:
-        # One timestamp for the batch: these rows all changed in the same transaction.
-        found = await conn.execute(
+        # One timestamp for the batch: these rows all changed in the same transaction. Only a row
+        # still `received` changes: a worker may have taken the message from the queue and settled it
+        # (delivered, in a mailbox) before this commit; that newer status stands.
+        await conn.execute(
             update(berichten)
-            .where(berichten.c.message_id.in_(forwarded))
+            .where(
+                berichten.c.message_id.in_(forwarded),
+                berichten.c.status == BerichtStatus.RECEIVED.value,
+            )
             .values(status=BerichtStatus.FORWARDED.value, updated_at=_now())
-            .returning(berichten.c.message_id)
         )
+        found = await conn.execute(select(berichten.c.message_id).where(berichten.c.message_id.in_(forwarded)))
         missing = forwarded - set(found.scalars())
         for i, op in enumerate(ops):
             if isinstance(op, MarkForwarded) and op.message_id in missing:
