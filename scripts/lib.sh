@@ -67,3 +67,9 @@ ensure_postgres() {
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
   wait_port 127.0.0.1 5432 60 || { say "PostgreSQL did not come up on 127.0.0.1:5432"; return 1; }
 }
+
+ensure_prometheus() {  # the binaries only, for the observability tests; the Debian service is not used
+  if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then return 0; fi
+  say "installing Prometheus (Debian package prometheus; the tests run their own process on a free port)"
+  apt_install --no-install-recommends prometheus
+}

@@ -6,6 +6,7 @@ cd "$ROOT"
 ensure_python
 ensure_rabbitmq
 ensure_postgres
+ensure_prometheus
 say "ruff"
 "$VENV/bin/ruff" check hub tests bench tools
 say "mypy --strict"
