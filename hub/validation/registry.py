@@ -87,6 +87,9 @@ class SchemaEntry:
     namespace: str
     path: Path
     pool: _SchemaPool = field(repr=False)
+    # Header fields at a position fixed by the XSD (all elements before them required and single), so a
+    # schema-valid document's header can be read by index instead of by name: see header_positions().
+    header_positions: dict[str, int] = field(default_factory=dict, repr=False)
     _explainer: Any = field(default=None, repr=False)
     _explainer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -115,15 +118,47 @@ def _compile(path: Path) -> etree.XMLSchema:
         raise RegistryError(f"{path}: does not compile as an XML Schema: {exc}") from exc
 
 
-def _target_namespace(path: Path) -> str:
+_XS = "{http://www.w3.org/2001/XMLSchema}"
+
+
+def _read_xsd(path: Path) -> etree._Element:
     try:
-        root = etree.parse(str(path), _xsd_parser()).getroot()
+        return etree.parse(str(path), _xsd_parser()).getroot()
     except (etree.XMLSyntaxError, OSError) as exc:
         raise RegistryError(f"{path}: not readable as XML: {exc}") from exc
-    tns = root.get("targetNamespace")
+
+
+def _target_namespace(path: Path, xsd: etree._Element) -> str:
+    tns = xsd.get("targetNamespace")
     if not tns:
         raise RegistryError(f"{path}: has no targetNamespace")
     return tns
+
+
+def header_positions(xsd: etree._Element) -> dict[str, int]:
+    """Name -> index of the Header's leading elements whose position every valid document shares.
+
+    Walks the sequence of the complexType named Header until the first element that is optional,
+    repeats, or is not a plain element; {} when the XSD has no such type (then names are looked up).
+    """
+    positions: dict[str, int] = {}
+    for ctype in xsd.iterchildren(f"{_XS}complexType"):
+        if ctype.get("name") != "Header":
+            continue
+        sequence = ctype.find(f"{_XS}sequence")
+        if sequence is None:
+            return {}
+        index = 0
+        for child in sequence:
+            if not isinstance(child.tag, str) or child.tag == f"{_XS}annotation":
+                continue
+            if child.tag != f"{_XS}element" or child.get("minOccurs", "1") != "1" or child.get(
+                "maxOccurs", "1"
+            ) != "1" or not child.get("name"):
+                break
+            positions[str(child.get("name"))] = index
+            index += 1
+    return positions
 
 
 def _date(table: dict[str, Any], key: str, where: str) -> date | None:
@@ -228,8 +263,11 @@ def _load_folder(rel: Release, catalogue: Catalogue) -> Iterator[SchemaEntry]:
             raise RegistryError(
                 f"{xsd}: no message {xsd.stem!r} in the catalogue for {rel.standaard.value}"
             ) from None
-        namespace = _target_namespace(xsd)
-        yield SchemaEntry(berichttype, rel, namespace, xsd, _SchemaPool(xsd, _compile(xsd)))
+        tree = _read_xsd(xsd)
+        yield SchemaEntry(
+            berichttype, rel, _target_namespace(xsd, tree), xsd, _SchemaPool(xsd, _compile(xsd)),
+            header_positions(tree),
+        )
 
 
 def _check_namespaces(entries: list[SchemaEntry]) -> None:

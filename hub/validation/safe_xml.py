@@ -87,9 +87,11 @@ class Limits:
 
 
 def _new_parser() -> etree.XMLParser:
+    # Without comments, PIs and (DTD-less) entity references every child node is an element, which
+    # lets the validator read the Header without type checks.
     return etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-        huge_tree=False, remove_pis=True, collect_ids=False,
+        huge_tree=False, remove_pis=True, remove_comments=True, collect_ids=False,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
+from typing import Any
 
 from lxml import etree
 
@@ -49,6 +50,21 @@ class Validator:
         if entry is None:
             return self._not_accepted(root, data, namespace, day)
 
+        # The schema first: for a valid document the header can then be read by position (fast path).
+        # The verdict is the same as checking the header first: a mismatch wins over schema errors.
+        schema = entry.pool.take()
+        try:
+            valid = schema.validate(root)
+            # Copied before the schema goes back to the pool: its error log belongs to the next user.
+            log: Iterable[etree._LogEntry] = () if valid else schema.error_log  # type: ignore[assignment]
+            errors = [SchemaError(e.line, e.type_name, e.path, e.message) for e in log]
+        finally:
+            entry.pool.give_back(schema)
+        if valid:
+            kop = _fast_kop(entry, root)
+            if kop is not None:
+                return Validatie(Bericht(entry.type, entry.release.release, kop))
+
         header = _header(root)
         mismatch = _header_mismatch(entry, header)
         if mismatch:
@@ -56,16 +72,8 @@ class Validator:
                 root, data, ErrorCode.HEADER_MISMATCH, mismatch, entry, path="/Bericht/Header",
                 kop=_kop(entry.type, header),
             )
-
-        schema = entry.pool.take()
-        try:
-            if schema.validate(root):
-                return _valid(entry, header)
-            # Copied before the schema goes back to the pool: its error log belongs to the next user.
-            log: Iterable[etree._LogEntry] = schema.error_log  # type: ignore[assignment]
-            errors = [SchemaError(e.line, e.type_name, e.path, e.message) for e in log]
-        finally:
-            entry.pool.give_back(schema)
+        if valid:
+            return _valid(entry, header)
         return self._invalid(root, data, entry, header, errors)
 
     def _refuse(
@@ -101,7 +109,7 @@ class Validator:
         return self._refuse(root, data, ErrorCode.RELEASE_NOT_ACCEPTED, reason, entry, kop=kop)
 
     def _invalid(
-        self, root: etree._Element, data: bytes, entry: SchemaEntry, header: dict[str, etree._Element],
+        self, root: etree._Element, data: bytes, entry: SchemaEntry, header: dict[str, Any],
         errors: list[SchemaError],
     ) -> Validatie:
         try:
@@ -115,7 +123,48 @@ class Validator:
         )
 
 
-def _valid(entry: SchemaEntry, header: dict[str, etree._Element]) -> Validatie:
+_FAST_FIELDS = (
+    "BerichtCode", "BerichtVersie", "BerichtSubversie", "Afzender", "Ontvanger", "BerichtIdentificatie",
+)
+_FAST_EXTRA = {
+    Rol.HEEN: (),
+    Rol.RETOUR: ("IdentificatieRetour", "DagtekeningRetour"),
+    Rol.ANTWOORD: ("DeclaratieIdentificatie",),
+}
+
+
+def _fast_kop(entry: SchemaEntry, root: etree._Element) -> Kop | None:
+    """The Kop of a schema-valid document read by position; None when the slow path must decide
+    (positions not fixed by the XSD, or a header that disagrees with the release)."""
+    pos = entry.header_positions
+    rol = entry.type.rol
+    if any(f not in pos for f in _FAST_FIELDS) or any(f not in pos for f in _FAST_EXTRA[rol]):
+        return None
+    header = root[0]
+    code = header[pos["BerichtCode"]].text
+    versie = header[pos["BerichtVersie"]].text
+    subversie = header[pos["BerichtSubversie"]].text
+    if code != entry.type.berichtcode or (versie, subversie) != entry.release.versie:
+        return None
+    identificatie = _identificatie(header[pos["BerichtIdentificatie"]])
+    afzender, ontvanger = header[pos["Afzender"]].text, header[pos["Ontvanger"]].text
+    if identificatie is None or not afzender or not ontvanger or not versie or not subversie:
+        return None
+    retour = verwijzing = None
+    if rol is Rol.RETOUR:
+        retour = _pair(header[pos["IdentificatieRetour"]].text, header[pos["DagtekeningRetour"]].text)
+        if retour is None:
+            return None
+    elif rol is Rol.ANTWOORD:
+        verwijzing = _identificatie(header[pos["DeclaratieIdentificatie"]])
+        if verwijzing is None:
+            return None
+    return Kop(
+        code, versie, subversie, afzender.strip(), ontvanger.strip(), identificatie, retour, verwijzing,
+    )
+
+
+def _valid(entry: SchemaEntry, header: dict[str, Any]) -> Validatie:
     kop = _kop(entry.type, header)
     if kop is None:  # the schema requires every field _kop reads; only a broken XSD gets here
         return Validatie(
@@ -127,28 +176,34 @@ def _valid(entry: SchemaEntry, header: dict[str, etree._Element]) -> Validatie:
     return Validatie(Bericht(entry.type, entry.release.release, kop))
 
 
-def _header(root: etree._Element) -> dict[str, etree._Element]:
-    """The Header's child elements by local name; {} when there is no Header first."""
+_NESTED = frozenset({"BerichtIdentificatie", "DeclaratieIdentificatie"})
+
+
+def _header(root: etree._Element) -> dict[str, Any]:
+    """The Header's fields by local name: text, or the element for the two nested identifications.
+
+    {} when the first child is no Header. One pass, no per-node type checks: the safe parser leaves
+    only elements in the tree (no comments, PIs or entity references).
+    """
     if not len(root):
         return {}
     header = root[0]
-    tag = header.tag
-    if not isinstance(tag, str) or not tag.endswith("}Header"):
+    if not header.tag.endswith("}Header"):
         return {}
-    fields: dict[str, etree._Element] = {}
+    fields: dict[str, Any] = {}
     for child in header:
         tag = child.tag
-        if isinstance(tag, str):
-            fields[tag[tag.rfind("}") + 1:]] = child
+        name = tag[tag.rfind("}") + 1:]
+        fields[name] = child if name in _NESTED else child.text
     return fields
 
 
-def _text(header: dict[str, etree._Element], name: str) -> str | None:
-    el = header.get(name)
-    return el.text.strip() if el is not None and el.text else None
+def _text(header: dict[str, Any], name: str) -> str | None:
+    value = header.get(name)
+    return value.strip() or None if isinstance(value, str) else None
 
 
-def _header_mismatch(entry: SchemaEntry, header: dict[str, etree._Element]) -> str | None:
+def _header_mismatch(entry: SchemaEntry, header: dict[str, Any]) -> str | None:
     """Why BerichtCode/Versie/Subversie disagree with the namespace, or None. Missing ones are left to the
     schema. The reason names what is expected, not what was sent."""
     versie, subversie = entry.release.versie
@@ -168,19 +223,13 @@ def _header_mismatch(entry: SchemaEntry, header: dict[str, etree._Element]) -> s
 
 
 def _identificatie(el: etree._Element | None) -> BerichtIdentificatie | None:
-    """Identificatie + Dagtekening from a BerichtIdentificatie-like element."""
-    if el is None:
+    """Identificatie + Dagtekening from a BerichtIdentificatie-like element (in that order, by schema)."""
+    if el is None or len(el) < 2:
         return None
-    ident = dagtekening = None
-    for child in el:
-        tag = child.tag
-        if not isinstance(tag, str):
-            continue
-        if tag.endswith("}Identificatie"):
-            ident = child.text
-        elif tag.endswith("}Dagtekening"):
-            dagtekening = child.text
-    return _pair(ident, dagtekening)
+    ident, dagtekening = el[0], el[1]
+    if not (ident.tag.endswith("}Identificatie") and dagtekening.tag.endswith("}Dagtekening")):
+        return None
+    return _pair(ident.text, dagtekening.text)
 
 
 def _pair(ident: str | None, dagtekening: str | None) -> BerichtIdentificatie | None:
@@ -192,20 +241,25 @@ def _pair(ident: str | None, dagtekening: str | None) -> BerichtIdentificatie | 
         return None
 
 
-def _kop(berichttype: BerichtType, header: dict[str, etree._Element]) -> Kop | None:
+def _kop(berichttype: BerichtType, header: dict[str, Any]) -> Kop | None:
     """The header facts, or None when a required one cannot be read."""
-    code, versie, subversie = (_text(header, n) for n in ("BerichtCode", "BerichtVersie", "BerichtSubversie"))
-    afzender, ontvanger = _text(header, "Afzender"), _text(header, "Ontvanger")
-    identificatie = _identificatie(header.get("BerichtIdentificatie"))
+    get = header.get
+    code, versie, subversie = get("BerichtCode"), get("BerichtVersie"), get("BerichtSubversie")
+    afzender, ontvanger = get("Afzender"), get("Ontvanger")
+    identificatie = _identificatie(get("BerichtIdentificatie"))
     if not (code and versie and subversie and afzender and ontvanger and identificatie):
         return None
     retour = verwijzing = None
-    if berichttype.rol is Rol.RETOUR:
-        retour = _pair(_text(header, "IdentificatieRetour"), _text(header, "DagtekeningRetour"))
+    rol = berichttype.rol
+    if rol is Rol.RETOUR:
+        retour = _pair(get("IdentificatieRetour"), get("DagtekeningRetour"))
         if retour is None:
             return None
-    elif berichttype.rol is Rol.ANTWOORD:
-        verwijzing = _identificatie(header.get("DeclaratieIdentificatie"))
+    elif rol is Rol.ANTWOORD:
+        verwijzing = _identificatie(get("DeclaratieIdentificatie"))
         if verwijzing is None:
             return None
-    return Kop(code, versie, subversie, afzender, ontvanger, identificatie, retour, verwijzing)
+    return Kop(
+        code.strip(), versie.strip(), subversie.strip(), afzender.strip(), ontvanger.strip(), identificatie,
+        retour, verwijzing,
+    )

@@ -282,3 +282,27 @@ def test_broken_examples_never_leak_the_bsn(validator: Validator, path: Path) ->
     text = reasons(v)
     for bsn in bsns:
         assert bsn.decode() not in text
+
+
+def test_fast_and_slow_header_paths_agree() -> None:
+    fast = Validator(SchemaRegistry.load(RELEASES))
+    slow = Validator(SchemaRegistry.load(RELEASES))
+    for entry in slow.registry.entries:
+        entry.header_positions = {}  # as for an XSD whose Header order is not fixed
+    for path in PROJECT_EXAMPLES:
+        data = path.read_bytes()
+        a, b = fast.validate(data, on=DAY), slow.validate(data, on=DAY)
+        assert a.bericht is not None and a == b
+
+
+def test_header_positions_stop_at_the_first_optional_element() -> None:
+    from lxml import etree
+
+    from hub.validation.registry import header_positions
+
+    xsd = etree.fromstring(
+        b'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:complexType name="Header"><xs:sequence>'
+        b'<xs:element name="BerichtCode"/><xs:element name="Extra" minOccurs="0"/>'
+        b'<xs:element name="Afzender"/></xs:sequence></xs:complexType></xs:schema>'
+    )
+    assert header_positions(xsd) == {"BerichtCode": 0}
