@@ -138,5 +138,12 @@ def document() -> dict[str, Any]:
                     "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics of this process (text, or OpenMetrics on request)",
+                    "security": [],
+                    "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}},
+                }
+            },
         },
     }
