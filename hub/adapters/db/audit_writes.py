@@ -107,7 +107,9 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
             )
             .values(status=BerichtStatus.FORWARDED.value, updated_at=_now())
         )
-        found = await conn.execute(select(berichten.c.message_id).where(berichten.c.message_id.in_(forwarded)))
+        found = await conn.execute(
+            select(berichten.c.message_id).where(berichten.c.message_id.in_(forwarded))
+        )
         missing = forwarded - set(found.scalars())
         for i, op in enumerate(ops):
             if isinstance(op, MarkForwarded) and op.message_id in missing:

@@ -141,9 +141,12 @@ class DeliveryReads:
         if is_sqlite(str(self.engine.url)):
             async with self.engine.connect() as conn:
                 mode = (await conn.execute(text("PRAGMA auto_vacuum"))).scalar_one()
-                # 2 = INCREMENTAL (set for databases created by this version); older files need a full VACUUM.
-                await conn.execute(text("PRAGMA incremental_vacuum" if mode == 2 else "VACUUM"))
                 await conn.commit()
+                raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection
+                # executescript steps the pragma to its end; a plain execute frees one page only.
+                # 2 = INCREMENTAL (files created by this version); older files get a full VACUUM.
+                await driver.executescript("PRAGMA incremental_vacuum;" if mode == 2 else "VACUUM;")
             return
         async with self.engine.connect() as conn:
             autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")

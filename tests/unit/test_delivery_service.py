@@ -1,0 +1,203 @@
+"""The delivery decisions over fakes: classification, backoff, giving up, channels, stale copies."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, date, datetime
+
+import pytest
+
+from hub.adapters.delivery_worker import RETRY_LEVELS, retry_level
+from hub.domain.directory import ChannelRule, Kanaal, Party
+from hub.domain.parties import PartyKind, PartyRef
+from hub.domain.retry import Classification, RetryPolicy, classify
+from hub.domain.routing import RoutingRules
+from hub.service.delivery import Action, Delivery, Envelope, PushResult
+from hub.service.ports import BerichtStatus, NieuwBericht
+from tests.support.fakes import FakeAuditStore
+
+PUSH = PartyRef(PartyKind.AANBIEDER, "12345678")
+MAILBOX = PartyRef(PartyKind.AANBIEDER, "87654321")
+AMQP = PartyRef(PartyKind.GEMEENTE, "0363")
+GEMEENTE = PartyRef(PartyKind.GEMEENTE, "0599")
+
+
+class ScriptedPusher:
+    def __init__(self, *answers: PushResult) -> None:
+        self.answers = list(answers)
+        self.calls: list[dict[str, str]] = []
+
+    async def push(self, endpoint: str, body: bytes, headers: dict[str, str]) -> PushResult:
+        self.calls.append(headers)
+        return self.answers.pop(0)
+
+
+class Clock:
+    now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _rules() -> RoutingRules:
+    return RoutingRules(
+        "t",
+        [Party(PUSH, "push"), Party(MAILBOX, "mailbox"), Party(AMQP, "amqp"), Party(GEMEENTE, "g")],
+        channels=[
+            ChannelRule(PUSH, Kanaal.PUSH, "https://receiver.example/inbox"),
+            ChannelRule(AMQP, Kanaal.AMQP, None),
+        ],
+    )
+
+
+async def _stored(
+    store: FakeAuditStore, receiver: PartyRef, status: BerichtStatus = BerichtStatus.FORWARDED
+) -> str:
+    mid = str(uuid.uuid4())
+    await store.store_received(
+        NieuwBericht(
+            message_id=mid,
+            conversation_id=mid,
+            standaard="iWmo",
+            release="3.2",
+            berichttype="WMO301",
+            berichtcode="414",
+            afzender=GEMEENTE,
+            ontvanger=receiver.code,
+            receiver=receiver,
+            identificatie=mid[:12],
+            dagtekening=date(2026, 1, 5),
+            answers_message_id=None,
+            sha256="0" * 64,
+            size=1,
+            body=b"<x/>",
+            received_at=datetime.now(UTC),
+            request_id="r",
+            routing_version="t",
+        )
+    )
+    if status is not BerichtStatus.RECEIVED:
+        await store.mark_forwarded(mid, queue="q")
+    if status is BerichtStatus.DELIVERED:
+        await store.mark_delivered(mid, channel="push")
+    return mid
+
+
+def _delivery(
+    store: FakeAuditStore, pusher: ScriptedPusher, clock: Clock, policy: RetryPolicy | None = None
+) -> Delivery:
+    rules = _rules()
+    return Delivery(
+        store=store,
+        stored=store.get,
+        rules=lambda: rules,
+        pusher=pusher,
+        policy=lambda _r: policy or RetryPolicy(max_attempts=3, max_age_seconds=3600),
+        clock=clock,
+        today=lambda: date(2026, 1, 6),
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (200, Classification.DELIVERED),
+        (204, Classification.DELIVERED),
+        (None, Classification.RETRY),
+        (408, Classification.RETRY),
+        (429, Classification.RETRY),
+        (500, Classification.RETRY),
+        (503, Classification.RETRY),
+        (400, Classification.PERMANENT),
+        (404, Classification.PERMANENT),
+        (301, Classification.PERMANENT),
+    ],
+)
+def test_classification(status: int | None, expected: Classification) -> None:
+    assert classify(status) is expected
+
+
+def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
+    policy = RetryPolicy(base_seconds=5, factor=2, cap_seconds=3600, jitter=0.25)
+    rng = random.Random(7)
+    for attempts, nominal in ((1, 5), (2, 10), (5, 80), (20, 3600)):
+        draws = [policy.delay(attempts, rng) for _ in range(200)]
+        assert nominal * 0.75 <= min(draws) and max(draws) <= nominal * 1.25
+        assert max(draws) - min(draws) > nominal * 0.2, "jitter spreads retries"
+    assert policy.give_up(150, 0) and policy.give_up(1, 5 * 24 * 3600) and policy.give_up(3, 60) is None
+
+
+def test_retry_levels_pick_the_nearest_delay_queue() -> None:
+    assert retry_level(0.1) == 1 and retry_level(1.4) == 1 and retry_level(9) == 10
+    assert retry_level(10_000) == RETRY_LEVELS[-1]
+
+
+async def test_push_2xx_is_delivered_with_the_message_id_header() -> None:
+    store = FakeAuditStore()
+    mid = await _stored(store, PUSH)
+    pusher = ScriptedPusher(PushResult(200))
+    decision = await _delivery(store, pusher, Clock()).handle(Envelope(mid, b"<x/>"))
+    assert decision.action is Action.ACK
+    assert store.rows[mid].status is BerichtStatus.DELIVERED and store.rows[mid].attempts == 1
+    assert pusher.calls[0]["X-Message-Id"] == mid and pusher.calls[0]["X-Delivery-Attempt"] == "1"
+
+
+async def test_a_message_still_marked_received_is_delivered_too() -> None:
+    store = FakeAuditStore()
+    mid = await _stored(store, PUSH, BerichtStatus.RECEIVED)
+    decision = await _delivery(store, ScriptedPusher(PushResult(200)), Clock()).handle(Envelope(mid, b"x"))
+    assert decision.action is Action.ACK and store.rows[mid].status is BerichtStatus.DELIVERED
+
+
+async def test_5xx_and_no_answer_are_retried_then_given_up() -> None:
+    store, clock = FakeAuditStore(), Clock()
+    mid = await _stored(store, PUSH)
+    delivery = _delivery(
+        store, ScriptedPusher(PushResult(503), PushResult(None, "timeout"), PushResult(500)), clock
+    )
+    first = await delivery.handle(Envelope(mid, b"x"))
+    assert first.action is Action.RETRY and first.attempts == 1 and first.delay > 0
+    second = await delivery.handle(Envelope(mid, b"x", attempts=1, first_attempt_at=clock.now))
+    assert second.action is Action.RETRY and second.attempts == 2
+    third = await delivery.handle(Envelope(mid, b"x", attempts=2, first_attempt_at=clock.now))
+    assert third.action is Action.ACK and "gave up after 3 attempts" in third.reason
+    assert store.rows[mid].status is BerichtStatus.DEAD_LETTERED
+    assert "HTTP 500" in (store.rows[mid].last_error or "")
+
+
+async def test_max_age_ends_retrying() -> None:
+    store, clock = FakeAuditStore(), Clock()
+    mid = await _stored(store, PUSH)
+    delivery = _delivery(store, ScriptedPusher(PushResult(500)), clock, RetryPolicy(max_age_seconds=60))
+    decision = await delivery.handle(Envelope(mid, b"x", attempts=4, first_attempt_at=clock.now - 61))
+    assert decision.action is Action.ACK and store.rows[mid].status is BerichtStatus.DEAD_LETTERED
+
+
+async def test_4xx_goes_straight_to_the_dead_letters() -> None:
+    store = FakeAuditStore()
+    mid = await _stored(store, PUSH)
+    decision = await _delivery(store, ScriptedPusher(PushResult(400)), Clock()).handle(Envelope(mid, b"x"))
+    assert decision.action is Action.ACK and store.rows[mid].status is BerichtStatus.DEAD_LETTERED
+
+
+async def test_mailbox_receiver_gets_it_in_the_mailbox_and_amqp_receiver_is_left_alone() -> None:
+    store = FakeAuditStore()
+    in_mailbox = await _stored(store, MAILBOX)
+    own_queue = await _stored(store, AMQP)
+    pusher = ScriptedPusher()
+    delivery = _delivery(store, pusher, Clock())
+    assert (await delivery.handle(Envelope(in_mailbox, b"x"))).action is Action.ACK
+    assert store.rows[in_mailbox].status is BerichtStatus.IN_MAILBOX
+    assert (await delivery.handle(Envelope(own_queue, b"x"))).action is Action.REQUEUE
+    assert not pusher.calls
+
+
+async def test_a_stale_copy_of_a_delivered_message_is_dropped_without_a_push() -> None:
+    store = FakeAuditStore()
+    mid = await _stored(store, PUSH, BerichtStatus.DELIVERED)
+    pusher = ScriptedPusher()
+    decision = await _delivery(store, pusher, Clock()).handle(Envelope(mid, b"x"))
+    assert decision.action is Action.ACK and not pusher.calls
+    unknown = await _delivery(store, pusher, Clock()).handle(Envelope(str(uuid.uuid4()), b"x"))
+    assert unknown.action is Action.ACK and not pusher.calls
