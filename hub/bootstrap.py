@@ -33,6 +33,7 @@ from hub.domain.catalogue import CATALOGUE
 from hub.domain.directory import Party
 from hub.domain.parties import PartyRef
 from hub.domain.retry import RetryPolicy
+from hub.domain.routing import RoutingRules
 from hub.entrypoints.web import GATEWAY, Gateway, add_routes, error_middleware
 from hub.entrypoints.web_delivery import DELIVERY, add_delivery_routes, delivery_api
 from hub.service.auth import TokenAuthenticator
@@ -100,6 +101,14 @@ def retry_policy_of(settings: Settings) -> RetryPolicy:
     )
 
 
+def retry_policy_for(default: RetryPolicy, rules: RoutingRules, receiver: PartyRef) -> RetryPolicy:
+    """The hub's retry policy with a receiver's own bounds from routing_rules/retry.csv."""
+    override = rules.retry_override(receiver)
+    if override is None:
+        return default
+    return default.with_override(override.max_attempts, override.max_age_hours)
+
+
 @dataclass
 class WorkerComponents:
     settings: Settings
@@ -126,7 +135,7 @@ async def build_worker(
             stored=store.get,
             rules=lambda: rules.current,
             pusher=pusher,
-            policy=lambda _receiver: policy,
+            policy=lambda receiver: retry_policy_for(policy, rules.current, receiver),
             clock=time.time,
             observer=observer,
         )

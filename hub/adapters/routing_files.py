@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
-from hub.domain.directory import ChannelRule, Kanaal, Merger, Party, Period, SendsFor
+from hub.domain.directory import ChannelRule, Kanaal, Merger, Party, Period, RetryOverride, SendsFor
 from hub.domain.parties import FIXED_PARTY_CODES, PartyKind, PartyRef, code_is_valid_for, is_gemeentecode
 from hub.domain.routing import RoutingRules
 
@@ -28,6 +28,7 @@ PARTIES = "parties.csv"
 MERGERS = "mergers.csv"
 CHANNELS = "channels.csv"
 SENDS_FOR = "sends_for.csv"
+RETRY = "retry.csv"
 
 _COLUMNS: dict[str, tuple[str, ...]] = {
     GEMEENTEN: ("code", "naam", "provincie", "valid_from", "valid_until"),
@@ -35,6 +36,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     MERGERS: ("code", "into", "effective"),
     CHANNELS: ("party", "kanaal", "endpoint", "valid_from", "valid_until"),
     SENDS_FOR: ("sender", "for", "valid_from", "valid_until"),
+    RETRY: ("party", "max_attempts", "max_age_hours"),
 }
 K = TypeVar("K")
 
@@ -82,6 +84,7 @@ class _Loader:
     mergers: list[tuple[_At, Merger]] = field(default_factory=list)
     channels: list[tuple[_At, ChannelRule]] = field(default_factory=list)
     sends_for: list[tuple[_At, SendsFor]] = field(default_factory=list)
+    retry: list[tuple[_At, RetryOverride]] = field(default_factory=list)
 
     def error(self, where: _Row | _At, message: str) -> None:
         self.errors.append(RulesError(where.file, where.line, message))
@@ -209,6 +212,23 @@ class _Loader:
             elif sender is not None and on_behalf_of is not None and period is not None:
                 self.sends_for.append((_At(row.file, row.line), SendsFor(sender, on_behalf_of, period)))
 
+    def read_retry(self) -> None:
+        for row in self.rows(RETRY):
+            ref = self.ref(row, "party")
+            attempts_text, hours_text = row.values["max_attempts"], row.values["max_age_hours"]
+            try:
+                attempts = int(attempts_text) if attempts_text else None
+                hours = float(hours_text) if hours_text else None
+            except ValueError:
+                self.error(row, "max_attempts must be a whole number and max_age_hours a number")
+                continue
+            if (attempts is not None and attempts < 1) or (hours is not None and hours <= 0):
+                self.error(row, "max_attempts and max_age_hours must be positive")
+            elif attempts is None and hours is None:
+                self.error(row, "a row needs max_attempts, max_age_hours or both")
+            elif ref is not None:
+                self.retry.append((_At(row.file, row.line), RetryOverride(ref, attempts, hours)))
+
     # -- checks across rows -----------------------------------------------------------------------
 
     def check(self) -> None:
@@ -247,6 +267,13 @@ class _Loader:
             known(s.on_behalf_of, at, "party")
             sends_for.setdefault((s.sender, s.on_behalf_of), []).append((at, s.period))
         _overlaps(self, sends_for, "sends_for")
+
+        retry_rows: dict[PartyRef, _At] = {}
+        for at, r in self.retry:
+            known(r.party, at, "party")
+            if r.party in retry_rows:
+                self.error(at, f"retry for {r.party} is set already (line {retry_rows[r.party].line})")
+            retry_rows[r.party] = at
 
         for kind, code in FIXED_PARTY_CODES.items():
             if PartyRef(kind, code) not in directory:
@@ -293,6 +320,7 @@ def check_folder(folder: Path) -> tuple[RoutingRules | None, tuple[RulesError, .
     loader.read_mergers()
     loader.read_channels()
     loader.read_sends_for()
+    loader.read_retry()
     loader.check()
     if loader.errors:
         return None, tuple(loader.errors)
@@ -303,6 +331,7 @@ def check_folder(folder: Path) -> tuple[RoutingRules | None, tuple[RulesError, .
             (m for _, m in loader.mergers),
             (c for _, c in loader.channels),
             (s for _, s in loader.sends_for),
+            (r for _, r in loader.retry),
         )
     except ValueError as exc:  # what the row checks above should already have caught
         return None, (RulesError(str(folder), 0, str(exc)),)

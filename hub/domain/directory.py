@@ -92,6 +92,15 @@ class ChannelRule:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryOverride:
+    """A receiver's own bounds on push retries (None: the hub's default)."""
+
+    party: PartyRef
+    max_attempts: int | None = None
+    max_age_hours: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SendsFor:
     """`sender` may put `on_behalf_of`'s code in the Afzender of a message during `period`."""
 

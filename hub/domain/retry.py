@@ -8,7 +8,7 @@ days, so a partner that is offline over a long weekend still gets everything.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -49,3 +49,11 @@ class RetryPolicy:
         if age_seconds >= self.max_age_seconds:
             return f"gave up after {age_seconds / 3600:.1f} hours"
         return None
+
+    def with_override(self, max_attempts: int | None, max_age_hours: float | None) -> RetryPolicy:
+        """This policy with a receiver's own bounds where it set them."""
+        return replace(
+            self,
+            max_attempts=max_attempts if max_attempts is not None else self.max_attempts,
+            max_age_seconds=max_age_hours * 3600 if max_age_hours is not None else self.max_age_seconds,
+        )

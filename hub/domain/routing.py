@@ -24,6 +24,7 @@ from hub.domain.directory import (
     Merger,
     Party,
     Period,
+    RetryOverride,
     SendsFor,
     Timeline,
 )
@@ -75,8 +76,10 @@ class RoutingRules:
         mergers: Iterable[Merger] = (),
         channels: Iterable[ChannelRule] = (),
         sends_for: Iterable[SendsFor] = (),
+        retry: Iterable[RetryOverride] = (),
     ) -> None:
         self.version = version
+        self.retry = {r.party: r for r in retry}
         self.parties = tuple(parties)
         self.mergers = tuple(mergers)
         self.channels = tuple(channels)
@@ -172,6 +175,10 @@ class RoutingRules:
             if party is not None and party.ref == ref and party.period.contains(on):
                 return self._bestemming(ref, on.toordinal())
         raise HubError(ErrorCode.UNKNOWN_RECEIVER, f"receiver {code} is not in the directory on {on}")
+
+    def retry_override(self, ref: PartyRef) -> RetryOverride | None:
+        """A receiver's own retry bounds (routing_rules/retry.csv), if it has any."""
+        return self.retry.get(ref)
 
     def delivery(self, ref: PartyRef, on: date) -> Bestemming:
         """How `ref` takes delivery on day `on` (the channel in force; MAILBOX when none is set).
