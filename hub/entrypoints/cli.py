@@ -10,7 +10,16 @@ from collections.abc import Sequence
 # Each module defines `register(subparsers)`, which adds its sub-command(s) and sets `func`
 # (a callable taking the parsed args and returning the exit code) as the parser default.
 _COMMAND_MODULES = (
-    "validate", "serve", "worker", "migrate", "routes", "parties", "deadletters", "replay", "retention",
+    "validate",
+    "serve",
+    "worker",
+    "migrate",
+    "routes",
+    "parties",
+    "deadletters",
+    "replay",
+    "retention",
+    "amqp",
 )
 
 
