@@ -22,4 +22,7 @@ fi
 say "demo tokens (var/demo-tokens.txt):"
 cat "$ROOT/var/demo-tokens.txt" >&2
 say "try: curl -X POST -H 'Authorization: Bearer <token of 0363>' -H 'Content-Type: application/xml' --data-binary @examples/berichten/iwmo-3.2/WMO301.xml http://127.0.0.1:8080/v1/berichten"
-exec "$VENV/bin/hub" serve --host "${HUB_HOST:-127.0.0.1}" --port "${HUB_PORT:-8080}"
+"$VENV/bin/hub" worker --metrics-port "${HUB_WORKER_METRICS_PORT:-9101}" &
+worker=$!
+trap 'kill "$worker" 2>/dev/null; wait "$worker" 2>/dev/null' EXIT
+"$VENV/bin/hub" serve --host "${HUB_HOST:-127.0.0.1}" --port "${HUB_PORT:-8080}"
