@@ -118,6 +118,56 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/mailbox": {
+                "get": {
+                    "summary": "The caller's undelivered messages, oldest first (paged by `after`)",
+                    "parameters": [
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 500}},
+                        {"name": "after", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {"200": {"description": "berichten and next"}, "401": _error("no token")},
+                }
+            },
+            "/v1/mailbox/{message_id}": {
+                "get": {
+                    "summary": "A message's body from the caller's mailbox",
+                    "parameters": [
+                        {"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": {"description": "the XML body", "content": {"application/xml": {}}},
+                        "404": _error("not in this mailbox"),
+                        "410": _error("deleted by retention"),
+                    },
+                }
+            },
+            "/v1/mailbox/{message_id}/ack": {
+                "post": {
+                    "summary": "Acknowledge: the message is delivered",
+                    "parameters": [
+                        {"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {"200": {"description": "acked"}, "404": _error("not in this mailbox")},
+                }
+            },
+            "/v1/admin/deadletters": {
+                "get": {
+                    "summary": "Dead letters (admin)",
+                    "responses": {"200": {"description": "dead_letters"}},
+                }
+            },
+            "/v1/admin/replay": {
+                "post": {
+                    "summary": "Deliver messages again from their stored body (admin)",
+                    "responses": {"200": {"description": "all replayed"}, "207": {"description": "some not"}},
+                }
+            },
+            "/v1/admin/overdue": {
+                "get": {
+                    "summary": "Overdue answers (admin)",
+                    "responses": {"200": {"description": "overdue"}},
+                }
+            },
             "/v1/admin/routes/reload": {
                 "post": {
                     "summary": "Reload routing_rules/ (admin); a broken file is refused, the old rules stay",
