@@ -19,7 +19,7 @@ from typing import Any
 
 from lxml import etree
 
-from hub.domain.catalogue import CATALOGUE, BerichtType, Catalogue, Standaard
+from hub.domain.catalogue import CATALOGUE, BerichtType, Catalogue, Rol, Standaard
 
 BASISSCHEMA = "basisschema.xsd"
 
@@ -78,6 +78,15 @@ class _SchemaPool:
         self._free.put(schema)
 
 
+_KOP_FIELDS: dict[Rol, tuple[str, ...]] = {
+    Rol.HEEN: (
+        "BerichtCode", "BerichtVersie", "BerichtSubversie", "Afzender", "Ontvanger", "BerichtIdentificatie",
+    ),
+}
+_KOP_FIELDS[Rol.RETOUR] = (*_KOP_FIELDS[Rol.HEEN], "IdentificatieRetour", "DagtekeningRetour")
+_KOP_FIELDS[Rol.ANTWOORD] = (*_KOP_FIELDS[Rol.HEEN], "DeclaratieIdentificatie")
+
+
 @dataclass(slots=True)
 class SchemaEntry:
     """One message XSD of one release."""
@@ -90,6 +99,17 @@ class SchemaEntry:
     # Header fields at a position fixed by the XSD (all elements before them required and single), so a
     # schema-valid document's header can be read by index instead of by name: see header_positions().
     header_positions: dict[str, int] = field(default_factory=dict, repr=False)
+    # (BerichtCode, BerichtVersie, BerichtSubversie) every header of this XSD must carry.
+    expected_header: tuple[str, str, str] = field(default=("", "", ""), repr=False)
+    # Positions of the Kop's header fields (heen: code, versie, subversie, afzender, ontvanger,
+    # identificatie; + IdentificatieRetour, DagtekeningRetour for a retour; + DeclaratieIdentificatie
+    # for an antwoord), or None when the XSD does not fix them all.
+    header_slots: tuple[int, ...] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.expected_header = (self.type.berichtcode, *self.release.versie)
+        names, pos = _KOP_FIELDS[self.type.rol], self.header_positions
+        self.header_slots = tuple(pos[n] for n in names) if all(n in pos for n in names) else None
     _explainer: Any = field(default=None, repr=False)
     _explainer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

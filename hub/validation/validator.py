@@ -60,8 +60,9 @@ class Validator:
             errors = [SchemaError(e.line, e.type_name, e.path, e.message) for e in log]
         finally:
             entry.pool.give_back(schema)
-        if valid:
-            kop = _fast_kop(entry, root)
+        slots = entry.header_slots if valid else None
+        if slots is not None:
+            kop = _fast_kop(entry, slots, root)
             if kop is not None:
                 return Validatie(Bericht(entry.type, entry.release.release, kop))
 
@@ -123,40 +124,25 @@ class Validator:
         )
 
 
-_FAST_FIELDS = (
-    "BerichtCode", "BerichtVersie", "BerichtSubversie", "Afzender", "Ontvanger", "BerichtIdentificatie",
-)
-_FAST_EXTRA = {
-    Rol.HEEN: (),
-    Rol.RETOUR: ("IdentificatieRetour", "DagtekeningRetour"),
-    Rol.ANTWOORD: ("DeclaratieIdentificatie",),
-}
-
-
-def _fast_kop(entry: SchemaEntry, root: etree._Element) -> Kop | None:
+def _fast_kop(entry: SchemaEntry, slots: tuple[int, ...], root: etree._Element) -> Kop | None:
     """The Kop of a schema-valid document read by position; None when the slow path must decide
-    (positions not fixed by the XSD, or a header that disagrees with the release)."""
-    pos = entry.header_positions
-    rol = entry.type.rol
-    if any(f not in pos for f in _FAST_FIELDS) or any(f not in pos for f in _FAST_EXTRA[rol]):
+    (a header that disagrees with the release, or an unreadable date)."""
+    header: Any = root[0]
+    kids = header[: max(slots) + 1]  # one call for all Header children needed
+    code, versie, subversie = kids[slots[0]].text, kids[slots[1]].text, kids[slots[2]].text
+    if (code, versie, subversie) != entry.expected_header:
         return None
-    header = root[0]
-    code = header[pos["BerichtCode"]].text
-    versie = header[pos["BerichtVersie"]].text
-    subversie = header[pos["BerichtSubversie"]].text
-    if code != entry.type.berichtcode or (versie, subversie) != entry.release.versie:
-        return None
-    identificatie = _identificatie(header[pos["BerichtIdentificatie"]])
-    afzender, ontvanger = header[pos["Afzender"]].text, header[pos["Ontvanger"]].text
-    if identificatie is None or not afzender or not ontvanger or not versie or not subversie:
+    identificatie = _identificatie(kids[slots[5]])
+    afzender, ontvanger = kids[slots[3]].text, kids[slots[4]].text
+    if identificatie is None or not afzender or not ontvanger or not code or not versie or not subversie:
         return None
     retour = verwijzing = None
-    if rol is Rol.RETOUR:
-        retour = _pair(header[pos["IdentificatieRetour"]].text, header[pos["DagtekeningRetour"]].text)
+    if len(slots) == 8:  # a retour
+        retour = _pair(kids[slots[6]].text, kids[slots[7]].text)
         if retour is None:
             return None
-    elif rol is Rol.ANTWOORD:
-        verwijzing = _identificatie(header[pos["DeclaratieIdentificatie"]])
+    elif len(slots) == 7:  # an antwoord (325)
+        verwijzing = _identificatie(kids[slots[6]])
         if verwijzing is None:
             return None
     return Kop(

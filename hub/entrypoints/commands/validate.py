@@ -23,16 +23,22 @@ EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "validate", help="validate message files against the accepted schema releases",
+        "validate",
+        help="validate message files against the accepted schema releases",
         description="Validate iStandaarden message files; prints one JSON object per file.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", type=Path)
     p.add_argument(
-        "--releases", type=Path, default=None,
+        "--releases",
+        type=Path,
+        default=None,
         help="releases file (default: $HUB_SCHEMA_RELEASES or xsd/releases.toml)",
     )
     p.add_argument(
-        "--on", type=date.fromisoformat, default=None, metavar="DATE",
+        "--on",
+        type=date.fromisoformat,
+        default=None,
+        metavar="DATE",
         help="day of receipt (ISO date) for the acceptance windows (default: today)",
     )
     p.set_defaults(func=run)
@@ -88,8 +94,15 @@ def report(file: str, result: Validatie) -> dict[str, Any]:
 def _unreadable(path: Path, exc: OSError) -> dict[str, Any]:
     reason = f"cannot read the file: {exc.strerror or type(exc).__name__}"
     return {
-        "file": str(path), "valid": False, "standard": None, "release": None, "message": None,
-        "berichtcode": None, "afzender": None, "ontvanger": None, "code": "unreadable",
+        "file": str(path),
+        "valid": False,
+        "standard": None,
+        "release": None,
+        "message": None,
+        "berichtcode": None,
+        "afzender": None,
+        "ontvanger": None,
+        "code": "unreadable",
         "errors": [{"line": None, "path": None, "reason": reason}],
     }
 
