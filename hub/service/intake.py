@@ -168,7 +168,7 @@ class Intake:
             standaard=bericht.type.standaard.value,
             release=bericht.release,
             berichttype=bericht.type.naam,
-            berichtcode=bericht.type.berichtcode,
+            berichtcode=bericht.kop.berichtcode,
             afzender=afzender,
             ontvanger=bericht.ontvanger,
             receiver=bestemming.ontvanger,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -36,6 +36,10 @@ class Release:
     accepted_from: date
     accepted_until: date | None  # inclusive; None = open-ended
     modelled_by_project: bool
+    # An official bundle that differs from the catalogue's defaults, by configuration alone:
+    # BerichtCode per message name, and the message name of a file not named after its message.
+    berichtcodes: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def versie(self) -> tuple[str, str]:
@@ -107,7 +111,8 @@ class SchemaEntry:
     header_slots: tuple[int, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.expected_header = (self.type.berichtcode, *self.release.versie)
+        code = self.release.berichtcodes.get(self.type.naam, self.type.berichtcode)
+        self.expected_header = (code, *self.release.versie)
         names, pos = _KOP_FIELDS[self.type.rol], self.header_positions
         self.header_slots = tuple(pos[n] for n in names) if all(n in pos for n in names) else None
     _explainer: Any = field(default=None, repr=False)
@@ -210,10 +215,21 @@ def _release(table: dict[str, Any], base: Path, where: str) -> Release:
     folder = (base / str(table["folder"])).resolve()
     if not folder.is_dir():
         raise RegistryError(f"{where}: folder {folder} does not exist")
+    codes = _str_table(table, "berichtcodes", where)
+    for naam, code in codes.items():
+        if not code.isdigit():
+            raise RegistryError(f"{where}: berichtcodes.{naam} must be digits, not {code!r}")
     return Release(
         standaard, str(table["release"]), folder, accepted_from, accepted_until,
-        bool(table.get("modelled_by_project", False)),
+        bool(table.get("modelled_by_project", False)), codes, _str_table(table, "files", where),
     )
+
+
+def _str_table(table: dict[str, Any], key: str, where: str) -> dict[str, str]:
+    value = table.get(key, {})
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise RegistryError(f"{where}: {key} must be a table of strings")
+    return {str(k): v for k, v in value.items()}
 
 
 def _overlap(a: Release, b: Release) -> bool:
@@ -276,9 +292,12 @@ def _load_folder(rel: Release, catalogue: Catalogue) -> Iterator[SchemaEntry]:
     files = sorted(p for p in rel.folder.glob("*.xsd") if p.name != BASISSCHEMA)
     if not files:
         raise RegistryError(f"{rel.folder}: no message XSDs for {rel}")
+    unknown = set(rel.files) - {p.name for p in files}
+    if unknown:
+        raise RegistryError(f"{rel.folder}: files named in the releases file are missing: {sorted(unknown)}")
     for xsd in files:
         try:
-            berichttype = catalogue.get(rel.standaard, xsd.stem.upper())
+            berichttype = catalogue.get(rel.standaard, rel.files.get(xsd.name, xsd.stem).upper())
         except KeyError:
             raise RegistryError(
                 f"{xsd}: no message {xsd.stem!r} in the catalogue for {rel.standaard.value}"

@@ -192,9 +192,9 @@ def _text(header: dict[str, Any], name: str) -> str | None:
 def _header_mismatch(entry: SchemaEntry, header: dict[str, Any]) -> str | None:
     """Why BerichtCode/Versie/Subversie disagree with the namespace, or None. Missing ones are left to the
     schema. The reason names what is expected, not what was sent."""
-    versie, subversie = entry.release.versie
+    code, versie, subversie = entry.expected_header
     expected = (
-        ("BerichtCode", entry.type.berichtcode),
+        ("BerichtCode", code),
         ("BerichtVersie", versie),
         ("BerichtSubversie", subversie),
     )
