@@ -8,6 +8,7 @@ explains an error runs only for invalid documents.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -27,7 +28,11 @@ class Validator:
     """Thread-safe: parsers and compiled schemas are never used by two threads at once."""
 
     def __init__(
-        self, registry: SchemaRegistry, *, max_bytes: int = DEFAULT_MAX_BYTES, limits: Limits | None = None,
+        self,
+        registry: SchemaRegistry,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        limits: Limits | None = None,
     ) -> None:
         self.registry = registry
         self._parser = SafeParser(limits or Limits(max_bytes=max_bytes))
@@ -42,7 +47,9 @@ class Validator:
         namespace, _, local = tag[1:].partition("}") if tag[:1] == "{" else ("", "", tag)
         if local != "Bericht" or not namespace:
             return self._refuse(
-                root, data, ErrorCode.UNKNOWN_MESSAGE,
+                root,
+                data,
+                ErrorCode.UNKNOWN_MESSAGE,
                 "the root element must be Bericht in the namespace of an iStandaarden message",
             )
         day = on or date.today()
@@ -64,37 +71,57 @@ class Validator:
         if slots is not None:
             kop = _fast_kop(entry, slots, root)
             if kop is not None:
-                return Validatie(Bericht(entry.type, entry.release.release, kop))
+                return Validatie(
+                    Bericht(entry.type, entry.release.release, _with_retourcodes(entry, root, kop))
+                )
 
         header = _header(root)
         mismatch = _header_mismatch(entry, header)
         if mismatch:
             return self._refuse(
-                root, data, ErrorCode.HEADER_MISMATCH, mismatch, entry, path="/Bericht/Header",
+                root,
+                data,
+                ErrorCode.HEADER_MISMATCH,
+                mismatch,
+                entry,
+                path="/Bericht/Header",
                 kop=_kop(entry.type, header),
             )
         if valid:
-            return _valid(entry, header)
+            return _valid(entry, header, root)
         return self._invalid(root, data, entry, header, errors)
 
     def _refuse(
-        self, root: etree._Element, data: bytes, code: ErrorCode, reason: str,
-        entry: SchemaEntry | None = None, *, path: str | None = None, kop: Kop | None = None,
+        self,
+        root: etree._Element,
+        data: bytes,
+        code: ErrorCode,
+        reason: str,
+        entry: SchemaEntry | None = None,
+        *,
+        path: str | None = None,
+        kop: Kop | None = None,
     ) -> Validatie:
         try:
             self._parser.check_tree(root, data)  # only now: see safe_xml's module docstring
         except XmlRefused as refused:
             return Validatie(None, refused.code, (Fout(refused.reason),))
         return Validatie(
-            None, code, (Fout(reason, None, path),),
-            type=entry.type if entry else None, release=entry.release.release if entry else None, kop=kop,
+            None,
+            code,
+            (Fout(reason, None, path),),
+            type=entry.type if entry else None,
+            release=entry.release.release if entry else None,
+            kop=kop,
         )
 
     def _not_accepted(self, root: etree._Element, data: bytes, namespace: str, day: date) -> Validatie:
         known = self.registry.candidates(namespace)
         if not known:
             return self._refuse(
-                root, data, ErrorCode.UNKNOWN_MESSAGE,
+                root,
+                data,
+                ErrorCode.UNKNOWN_MESSAGE,
                 f"namespace {namespace[:_MAX_NS_IN_REASON]} names no message type the hub knows",
             )
         entry = known[0]
@@ -103,14 +130,19 @@ class Validator:
         windows = "; ".join(f"{e.release} from {e.release.window}" for e in known)
         now = (
             f"on {day.isoformat()} the hub accepts {', '.join(accepted)}"
-            if accepted else f"on {day.isoformat()} the hub accepts no {standaard.value} release"
+            if accepted
+            else f"on {day.isoformat()} the hub accepts no {standaard.value} release"
         )
         reason = f"{entry.type.naam} of {windows} is not accepted on this date; {now}"
         kop = _kop(entry.type, _header(root))
         return self._refuse(root, data, ErrorCode.RELEASE_NOT_ACCEPTED, reason, entry, kop=kop)
 
     def _invalid(
-        self, root: etree._Element, data: bytes, entry: SchemaEntry, header: dict[str, Any],
+        self,
+        root: etree._Element,
+        data: bytes,
+        entry: SchemaEntry,
+        header: dict[str, Any],
         errors: list[SchemaError],
     ) -> Validatie:
         try:
@@ -119,7 +151,11 @@ class Validator:
             return Validatie(None, refused.code, (Fout(refused.reason),))
         fouts = explain(root, errors, entry.explainer, len(data))
         return Validatie(
-            None, ErrorCode.SCHEMA_INVALID, fouts, type=entry.type, release=entry.release.release,
+            None,
+            ErrorCode.SCHEMA_INVALID,
+            fouts,
+            type=entry.type,
+            release=entry.release.release,
             kop=_kop(entry.type, header),
         )
 
@@ -146,20 +182,44 @@ def _fast_kop(entry: SchemaEntry, slots: tuple[int, ...], root: etree._Element) 
         if verwijzing is None:
             return None
     return Kop(
-        code, versie, subversie, afzender.strip(), ontvanger.strip(), identificatie, retour, verwijzing,
+        code,
+        versie,
+        subversie,
+        afzender.strip(),
+        ontvanger.strip(),
+        identificatie,
+        retour,
+        verwijzing,
     )
 
 
-def _valid(entry: SchemaEntry, header: dict[str, Any]) -> Validatie:
+def _with_retourcodes(entry: SchemaEntry, root: etree._Element, kop: Kop) -> Kop:
+    """A retour or 325 carries RetourCodes (header and per record): the conversation shows them.
+    Each code once, in document order; a heenbericht has none, so its tree is not walked."""
+    if entry.type.rol is Rol.HEEN:
+        return kop
+    codes = dict.fromkeys((el.text or "").strip() for el in root.iter(f"{{{entry.namespace}}}RetourCode"))
+    codes.pop("", None)
+    return replace(kop, retourcodes=tuple(codes))
+
+
+def _valid(entry: SchemaEntry, header: dict[str, Any], root: etree._Element) -> Validatie:
     kop = _kop(entry.type, header)
     if kop is None:  # the schema requires every field _kop reads; only a broken XSD gets here
         return Validatie(
-            None, ErrorCode.SCHEMA_INVALID,
-            (Fout("the header lacks fields the hub needs (the message schema is too lenient)",
-                  None, "/Bericht/Header"),),
-            type=entry.type, release=entry.release.release,
+            None,
+            ErrorCode.SCHEMA_INVALID,
+            (
+                Fout(
+                    "the header lacks fields the hub needs (the message schema is too lenient)",
+                    None,
+                    "/Bericht/Header",
+                ),
+            ),
+            type=entry.type,
+            release=entry.release.release,
         )
-    return Validatie(Bericht(entry.type, entry.release.release, kop))
+    return Validatie(Bericht(entry.type, entry.release.release, _with_retourcodes(entry, root, kop)))
 
 
 _NESTED = frozenset({"BerichtIdentificatie", "DeclaratieIdentificatie"})
@@ -179,7 +239,7 @@ def _header(root: etree._Element) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for child in header:
         tag = child.tag
-        name = tag[tag.rfind("}") + 1:]
+        name = tag[tag.rfind("}") + 1 :]
         fields[name] = child if name in _NESTED else child.text
     return fields
 
@@ -246,6 +306,12 @@ def _kop(berichttype: BerichtType, header: dict[str, Any]) -> Kop | None:
         if verwijzing is None:
             return None
     return Kop(
-        code.strip(), versie.strip(), subversie.strip(), afzender.strip(), ontvanger.strip(), identificatie,
-        retour, verwijzing,
+        code.strip(),
+        versie.strip(),
+        subversie.strip(),
+        afzender.strip(),
+        ontvanger.strip(),
+        identificatie,
+        retour,
+        verwijzing,
     )

@@ -160,6 +160,12 @@ async def test_every_message_type_reaches_its_receivers_queue_with_an_audit_trai
             if s.type.rol is not Rol.HEEN:
                 assert trail["answers_message_id"] is not None
                 assert trail["conversation_id"] == trail["answers_message_id"]
+            else:  # every heenbericht here was answered: the conversation says so
+                conversation = trail["conversation"]
+                assert conversation["answer_due"] and conversation["answered_at"], s.type.naam
+                assert not conversation["overdue"]
+                assert [b["message_id"] for b in conversation["berichten"]][0] == s.message_id
+                assert len(conversation["berichten"]) == 2
 
 
 async def test_bad_input_gets_the_right_status_and_code(hub: HubProcess) -> None:
