@@ -23,6 +23,7 @@ from aiohttp import web
 from hub.adapters.broker import AmqpPublisher, Topology
 from hub.adapters.db import create_audit_store, create_party_store
 from hub.adapters.db.audit_store import SqlAlchemyAuditStore
+from hub.adapters.db.body_crypto import BodyCipher
 from hub.adapters.db.engine import create_engine
 from hub.adapters.db.stats import SqlStats
 from hub.adapters.delivery_worker import DeliveryWorker
@@ -30,15 +31,17 @@ from hub.adapters.metrics import HubMetrics, StatsCollector
 from hub.adapters.push import HttpPusher
 from hub.adapters.routing_files import ReloadResult, RulesHolder, install_sighup_reload
 from hub.domain.catalogue import CATALOGUE
-from hub.domain.directory import Party
+from hub.domain.directory import LimitOverride, Party
 from hub.domain.parties import PartyRef
 from hub.domain.retry import RetryPolicy
 from hub.domain.routing import RoutingRules
+from hub.entrypoints.access import ACCESS, Access, limits_middleware
 from hub.entrypoints.web import GATEWAY, Gateway, add_routes, error_middleware
 from hub.entrypoints.web_delivery import DELIVERY, add_delivery_routes, delivery_api
 from hub.service.auth import TokenAuthenticator
 from hub.service.delivery import Delivery
 from hub.service.intake import Intake
+from hub.service.limits import ByteBudget, ConcurrencyLimiter, RateLimiter
 from hub.service.observe import DeliveryObserver, NullIntakeObserver
 from hub.service.ports import BrokerUnavailable, HubStore, PartyStore, Publisher
 from hub.settings import Settings
@@ -80,6 +83,11 @@ class _RegisteredParties:
             self._cache.clear()
         self._cache[ref] = (now + self._ttl, party)
         return party
+
+
+def body_cipher_of(settings: Settings) -> BodyCipher:
+    """The key(s) of HUB_BODY_KEYS; raises BodyKeysInvalid (a ValueError) when it cannot be read."""
+    return BodyCipher.from_setting(settings.body_keys)
 
 
 def topology_of(settings: Settings) -> Topology:
@@ -124,7 +132,7 @@ async def build_worker(
     """The delivery worker (`hub worker`): consumes receiver queues, pushes, retries, dead-letters."""
     async with AsyncExitStack() as stack:
         rules = RulesHolder.load(settings.routing_rules)
-        store = await create_audit_store(settings.database_url)
+        store = await create_audit_store(settings.database_url, cipher=body_cipher_of(settings))
         stack.push_async_callback(store.close)
         pusher = HttpPusher()
         await pusher.start()
@@ -153,7 +161,7 @@ async def build_components(settings: Settings) -> AsyncIterator[Components]:
         registry = SchemaRegistry.load(settings.schema_releases, CATALOGUE)
         validator = Validator(registry, max_bytes=settings.max_body_bytes)
         rules = RulesHolder.load(settings.routing_rules)
-        store = await create_audit_store(settings.database_url)
+        store = await create_audit_store(settings.database_url, cipher=body_cipher_of(settings))
         stack.push_async_callback(store.close)
         parties = await create_party_store(settings.database_url)
         stack.push_async_callback(parties.close)
@@ -194,7 +202,9 @@ async def build_components(settings: Settings) -> AsyncIterator[Components]:
 
 
 def create_app(settings: Settings, *, components: Components | None = None) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes + 1, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes + 1, middlewares=[error_middleware, limits_middleware]
+    )
     add_routes(app)
     add_delivery_routes(app)
 
@@ -204,6 +214,7 @@ def create_app(settings: Settings, *, components: Components | None = None) -> w
                 c = await stack.enter_async_context(build_components(settings))
             else:
                 c = components
+            app[ACCESS] = _access(c)
             app[GATEWAY] = _gateway(c)
             app[DELIVERY] = delivery_api(c.store, lambda: c.rules.current, c.publisher, c.metrics)
             loop = asyncio.get_running_loop()
@@ -214,13 +225,30 @@ def create_app(settings: Settings, *, components: Components | None = None) -> w
     return app
 
 
-def _gateway(c: Components) -> Gateway:
-    admin = c.settings.admin_token
+def _access(c: Components) -> Access:
+    s = c.settings
+    admin = s.admin_token
     authenticator = TokenAuthenticator(
         c.parties.party_for_token,
         admin_token_sha256=hashlib.sha256(admin.encode()).hexdigest() if admin else None,
+        certificates=lambda oin, fingerprint, on: c.rules.current.certificate(oin, fingerprint, on),
+        bearer_tokens=s.bearer_tokens,
     )
 
+    def overrides(ref: PartyRef) -> LimitOverride | None:
+        return c.rules.current.limit_override(ref)
+
+    return Access(
+        authenticator=authenticator,
+        store=c.store,
+        rate=RateLimiter(s.rate_per_second, s.rate_burst, overrides=overrides),
+        concurrency=ConcurrencyLimiter(s.max_concurrent_per_party, overrides=overrides),
+        budget=ByteBudget(s.max_inflight_bytes),
+        observer=c.metrics if c.metrics is not None else NullIntakeObserver(),
+    )
+
+
+def _gateway(c: Components) -> Gateway:
     async def ready() -> dict[str, str]:
         checks: dict[str, str] = {"schemas": "ok", "rules": "ok"}
         try:
@@ -249,7 +277,6 @@ def _gateway(c: Components) -> Gateway:
     return Gateway(
         intake=c.intake,
         store=c.store,
-        authenticator=authenticator,
         max_body_bytes=c.settings.max_body_bytes,
         ready=ready,
         reload_rules=reload_rules,

@@ -31,6 +31,16 @@ class Settings:
     retention_days: float = 60.0  # bodies are deleted this long after delivery
     admin_token: str = ""  # operator token for /v1/admin/*; empty: admin calls are refused
     require_known_conversation: bool = True  # refuse a retour/325 whose heenbericht the hub never saw
+    # Trust under attack (docs/security.md).
+    tls_cert: str = ""  # HUB_TLS_CERT: the server's certificate chain (PEM); with the key and client CA: mTLS
+    tls_key: str = ""  # HUB_TLS_KEY
+    tls_client_ca: str = ""  # HUB_TLS_CLIENT_CA: the CA(s) client certificates must chain to
+    bearer_tokens: bool = True  # HUB_BEARER_TOKENS=off: only client certificates authenticate
+    rate_per_second: float = 50.0  # per party, token bucket; 0: no rate limit
+    rate_burst: int = 500
+    max_concurrent_per_party: int = 16  # requests of one party in flight at once; 0: no limit
+    max_inflight_bytes: int = 200 * 1024 * 1024  # request bodies in flight, all parties; 0: no cap
+    body_keys: str = ""  # HUB_BODY_KEYS: "k2:base64,k1:base64"; the first encrypts new bodies
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -52,4 +62,20 @@ class Settings:
             admin_token=_env("HUB_ADMIN_TOKEN", d.admin_token),
             require_known_conversation=_env("HUB_REQUIRE_KNOWN_CONVERSATION", "true").lower()
             not in ("0", "false", "no"),
+            tls_cert=_env("HUB_TLS_CERT", d.tls_cert),
+            tls_key=_env("HUB_TLS_KEY", d.tls_key),
+            tls_client_ca=_env("HUB_TLS_CLIENT_CA", d.tls_client_ca),
+            bearer_tokens=_env("HUB_BEARER_TOKENS", "on").lower() not in ("0", "off", "false", "no"),
+            rate_per_second=float(_env("HUB_RATE_PER_SECOND", str(d.rate_per_second))),
+            rate_burst=int(_env("HUB_RATE_BURST", str(d.rate_burst))),
+            max_concurrent_per_party=int(
+                _env("HUB_MAX_CONCURRENT_PER_PARTY", str(d.max_concurrent_per_party))
+            ),
+            max_inflight_bytes=int(_env("HUB_MAX_INFLIGHT_BYTES", str(d.max_inflight_bytes))),
+            body_keys=_env("HUB_BODY_KEYS", d.body_keys),
         )
+
+    @property
+    def tls(self) -> bool:
+        """mTLS is on when the certificate, its key and the client CA are all set."""
+        return bool(self.tls_cert and self.tls_key and self.tls_client_ca)

@@ -1,7 +1,8 @@
 """Read routing_rules/ into RoutingRules, report every mistake with file and line, and hot-reload.
 
-The folder holds five CSV files (docs/routing.md): gemeenten.csv, parties.csv, mergers.csv,
-channels.csv and sends_for.csv. CSV, one record a line, so a reviewer reads a change as a diff of
+The folder holds these CSV files (docs/routing.md): gemeenten.csv, parties.csv, mergers.csv,
+channels.csv, sends_for.csv, retry.csv, and (docs/security.md) certificates.csv and limits.csv.
+CSV, one record a line, so a reviewer reads a change as a diff of
 rows and every error can name its line; '#' starts a comment line. All rows are checked before
 anything is built, so one run reports every error rather than the first.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -19,7 +21,18 @@ from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
-from hub.domain.directory import ChannelRule, Kanaal, Merger, Party, Period, RetryOverride, SendsFor
+from hub.domain.directory import (
+    ADMIN,
+    CertificateRule,
+    ChannelRule,
+    Kanaal,
+    LimitOverride,
+    Merger,
+    Party,
+    Period,
+    RetryOverride,
+    SendsFor,
+)
 from hub.domain.parties import FIXED_PARTY_CODES, PartyKind, PartyRef, code_is_valid_for, is_gemeentecode
 from hub.domain.routing import RoutingRules
 
@@ -29,6 +42,8 @@ MERGERS = "mergers.csv"
 CHANNELS = "channels.csv"
 SENDS_FOR = "sends_for.csv"
 RETRY = "retry.csv"
+CERTIFICATES = "certificates.csv"
+LIMITS = "limits.csv"
 
 _COLUMNS: dict[str, tuple[str, ...]] = {
     GEMEENTEN: ("code", "naam", "provincie", "valid_from", "valid_until"),
@@ -37,7 +52,11 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     CHANNELS: ("party", "kanaal", "endpoint", "valid_from", "valid_until"),
     SENDS_FOR: ("sender", "for", "valid_from", "valid_until"),
     RETRY: ("party", "max_attempts", "max_age_hours"),
+    CERTIFICATES: ("party", "oin", "fingerprint", "valid_from", "valid_until"),
+    LIMITS: ("party", "rate_per_second", "burst", "max_concurrent"),
 }
+_OIN = re.compile(r"[0-9]{20}")
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 K = TypeVar("K")
 
 _REQUIRED = (GEMEENTEN, PARTIES)  # the others may be absent: no mergers, all mailbox, no sends_for
@@ -85,6 +104,8 @@ class _Loader:
     channels: list[tuple[_At, ChannelRule]] = field(default_factory=list)
     sends_for: list[tuple[_At, SendsFor]] = field(default_factory=list)
     retry: list[tuple[_At, RetryOverride]] = field(default_factory=list)
+    certificates: list[tuple[_At, CertificateRule]] = field(default_factory=list)
+    limits: list[tuple[_At, LimitOverride]] = field(default_factory=list)
 
     def error(self, where: _Row | _At, message: str) -> None:
         self.errors.append(RulesError(where.file, where.line, message))
@@ -229,6 +250,46 @@ class _Loader:
             elif ref is not None:
                 self.retry.append((_At(row.file, row.line), RetryOverride(ref, attempts, hours)))
 
+    def read_certificates(self) -> None:
+        for row in self.rows(CERTIFICATES):
+            party_text, oin = row.values["party"], row.values["oin"]
+            fingerprint = row.values["fingerprint"].replace(":", "").lower()
+            period = self.period(row)
+            ref = None if party_text == ADMIN else self.ref(row, "party")
+            if party_text != ADMIN and ref is None:
+                continue
+            if not oin and not fingerprint:
+                self.error(row, "a row needs an oin, a fingerprint or both")
+            elif oin and not _OIN.fullmatch(oin):
+                self.error(row, f"oin {oin!r} is not 20 digits")
+            elif fingerprint and not _FINGERPRINT.fullmatch(fingerprint):
+                self.error(row, "fingerprint is not a SHA-256 (64 hex digits, colons allowed)")
+            elif period is not None:
+                rule = CertificateRule(ref, oin or None, fingerprint or None, period)
+                self.certificates.append((_At(row.file, row.line), rule))
+
+    def read_limits(self) -> None:
+        for row in self.rows(LIMITS):
+            ref = self.ref(row, "party")
+            rate_text, burst_text, conc_text = (
+                row.values["rate_per_second"],
+                row.values["burst"],
+                row.values["max_concurrent"],
+            )
+            try:
+                rate = float(rate_text) if rate_text else None
+                burst = int(burst_text) if burst_text else None
+                concurrent = int(conc_text) if conc_text else None
+            except ValueError:
+                self.error(row, "rate_per_second must be a number, burst and max_concurrent whole numbers")
+                continue
+            if any(v is not None and v <= 0 for v in (rate, burst, concurrent)):
+                self.error(row, "rate_per_second, burst and max_concurrent must be positive")
+            elif rate is None and burst is None and concurrent is None:
+                self.error(row, "a row needs rate_per_second, burst or max_concurrent")
+            elif ref is not None:
+                self.limits.append((_At(row.file, row.line), LimitOverride(ref, rate, burst, concurrent)))
+
     # -- checks across rows -----------------------------------------------------------------------
 
     def check(self) -> None:
@@ -274,6 +335,27 @@ class _Loader:
             if r.party in retry_rows:
                 self.error(at, f"retry for {r.party} is set already (line {retry_rows[r.party].line})")
             retry_rows[r.party] = at
+
+        by_oin: dict[str, list[tuple[_At, Period]]] = {}
+        by_fingerprint: dict[str, list[tuple[_At, Period]]] = {}
+        for at, cert in self.certificates:
+            # Aanbieders may be registered at run time (`hub parties add`) rather than in the files.
+            if cert.party is not None and cert.party.kind is not PartyKind.AANBIEDER:
+                known(cert.party, at, "party")
+            if cert.oin:
+                by_oin.setdefault(cert.oin, []).append((at, cert.period))
+            if cert.fingerprint:
+                by_fingerprint.setdefault(cert.fingerprint, []).append((at, cert.period))
+        _overlaps(self, by_oin, "certificate with oin")
+        _overlaps(self, by_fingerprint, "certificate with fingerprint")
+
+        limit_rows: dict[PartyRef, _At] = {}
+        for at, lim in self.limits:
+            if lim.party.kind is not PartyKind.AANBIEDER:
+                known(lim.party, at, "party")
+            if lim.party in limit_rows:
+                self.error(at, f"limits for {lim.party} are set already (line {limit_rows[lim.party].line})")
+            limit_rows[lim.party] = at
 
         for kind, code in FIXED_PARTY_CODES.items():
             if PartyRef(kind, code) not in directory:
@@ -321,6 +403,8 @@ def check_folder(folder: Path) -> tuple[RoutingRules | None, tuple[RulesError, .
     loader.read_channels()
     loader.read_sends_for()
     loader.read_retry()
+    loader.read_certificates()
+    loader.read_limits()
     loader.check()
     if loader.errors:
         return None, tuple(loader.errors)
@@ -332,6 +416,8 @@ def check_folder(folder: Path) -> tuple[RoutingRules | None, tuple[RulesError, .
             (c for _, c in loader.channels),
             (s for _, s in loader.sends_for),
             (r for _, r in loader.retry),
+            (c for _, c in loader.certificates),
+            (lim for _, lim in loader.limits),
         )
     except ValueError as exc:  # what the row checks above should already have caught
         return None, (RulesError(str(folder), 0, str(exc)),)

@@ -151,3 +151,30 @@ class Timeline(Generic[T]):
 
     def boundaries(self) -> tuple[int, ...]:
         return self._starts
+
+
+ADMIN = "admin"  # certificates.csv: the operator's certificate (the admin role, no party)
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRule:
+    """A client certificate that identifies `party` (None: the operator) during `period`.
+
+    Matched by the OIN in the certificate subject's serialNumber (PKIoverheid), or by the SHA-256
+    fingerprint of the whole certificate (test set-ups, or to pin one certificate).
+    """
+
+    party: PartyRef | None
+    oin: str | None
+    fingerprint: str | None  # 64 lower-case hex digits
+    period: Period = ALWAYS
+
+
+@dataclass(frozen=True, slots=True)
+class LimitOverride:
+    """A party's own request limits, where the hub's defaults do not suit it (None: the default)."""
+
+    party: PartyRef
+    rate_per_second: float | None = None
+    burst: int | None = None
+    max_concurrent: int | None = None

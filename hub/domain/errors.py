@@ -29,7 +29,8 @@ class ErrorCode(StrEnum):
     UNKNOWN_CONVERSATION = "unknown_conversation"  # a retour/antwoord for a message the hub never saw
     IDENTIFICATIE_REUSED = "identificatie_reused"  # same identity, different content
     # Availability
-    UNAVAILABLE = "unavailable"  # broker or database down: retry later
+    UNAVAILABLE = "unavailable"  # broker or database down, or too much in flight: retry later
+    RATE_LIMITED = "rate_limited"  # the party sends faster or more at once than its limit: retry later
     NOT_FOUND = "not_found"
 
 

@@ -19,8 +19,10 @@ from typing import TypeVar
 from hub.domain.bericht import Bericht
 from hub.domain.catalogue import Rol
 from hub.domain.directory import (
+    CertificateRule,
     ChannelRule,
     Kanaal,
+    LimitOverride,
     Merger,
     Party,
     Period,
@@ -77,9 +79,17 @@ class RoutingRules:
         channels: Iterable[ChannelRule] = (),
         sends_for: Iterable[SendsFor] = (),
         retry: Iterable[RetryOverride] = (),
+        certificates: Iterable[CertificateRule] = (),
+        limits: Iterable[LimitOverride] = (),
     ) -> None:
         self.version = version
         self.retry = {r.party: r for r in retry}
+        self.limits = {r.party: r for r in limits}
+        self.certificates = tuple(certificates)
+        self._by_oin = _timelines((c.oin, c.period, c) for c in self.certificates if c.oin)
+        self._by_fingerprint = _timelines(
+            (c.fingerprint, c.period, c) for c in self.certificates if c.fingerprint
+        )
         self.parties = tuple(parties)
         self.mergers = tuple(mergers)
         self.channels = tuple(channels)
@@ -175,6 +185,20 @@ class RoutingRules:
             if party is not None and party.ref == ref and party.period.contains(on):
                 return self._bestemming(ref, on.toordinal())
         raise HubError(ErrorCode.UNKNOWN_RECEIVER, f"receiver {code} is not in the directory on {on}")
+
+    def certificate(self, oin: str | None, fingerprint: str, on: date) -> CertificateRule | None:
+        """The directory's entry for a client certificate on that day: by its fingerprint first (a
+        pinned certificate), else by the OIN in its subject's serialNumber; None when neither is known."""
+        timeline = self._by_fingerprint.get(fingerprint.lower())
+        found = timeline.at(on.toordinal()) if timeline else None
+        if found is None and oin:
+            timeline = self._by_oin.get(oin)
+            found = timeline.at(on.toordinal()) if timeline else None
+        return found
+
+    def limit_override(self, ref: PartyRef) -> LimitOverride | None:
+        """A party's own request limits (routing_rules/limits.csv), if it has any."""
+        return self.limits.get(ref)
 
     def retry_override(self, ref: PartyRef) -> RetryOverride | None:
         """A receiver's own retry bounds (routing_rules/retry.csv), if it has any."""

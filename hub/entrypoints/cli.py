@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "replay",
     "retention",
     "amqp",
+    "keys",
 )
 
 

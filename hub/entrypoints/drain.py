@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -54,16 +55,25 @@ class InFlight:
         return True
 
 
-async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> None:
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
     """Serve until SIGTERM or SIGINT, then drain and clean up (the app's cleanup context runs last)."""
     inflight = InFlight()
     app.middlewares.insert(0, inflight.middleware)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
-        log.info("listening on http://%s:%d", host, port)
+        if ssl_context is None:
+            log.info("listening on http://%s:%d", host, port)
+        else:
+            log.info("listening on https://%s:%d (client certificates required)", host, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -33,13 +33,20 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.AFZENDER_MISMATCH: 403,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.RATE_LIMITED: 429,
 }
 
 RETRY_AFTER_SECONDS = 5
 
 
 def error_response(
-    code: ErrorCode, message: str, request_id: str, errors: Iterable[Fout] = (), *, status: int | None = None
+    code: ErrorCode,
+    message: str,
+    request_id: str,
+    errors: Iterable[Fout] = (),
+    *,
+    status: int | None = None,
+    retry_after: int | None = None,
 ) -> web.Response:
     body: dict[str, Any] = {
         "error": {
@@ -50,7 +57,9 @@ def error_response(
         "request_id": request_id,
     }
     headers = {"X-Request-Id": request_id}
-    if code is ErrorCode.UNAVAILABLE:
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    elif code in (ErrorCode.UNAVAILABLE, ErrorCode.RATE_LIMITED):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if code is ErrorCode.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = 'Bearer realm="hub"'

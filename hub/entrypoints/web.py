@@ -14,9 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from hub.domain.errors import ErrorCode
+from hub.domain.parties import PartyRef
+from hub.entrypoints.access import ACCESS, REQUEST_ID, principal, refuse, request_id, unauthenticated
 from hub.entrypoints.http_errors import error_response
 from hub.entrypoints.logs import fields
-from hub.service.auth import Principal, TokenAuthenticator
 from hub.service.intake import Intake, Refused, Unavailable
 from hub.service.observe import IntakeObserver, NullIntakeObserver
 from hub.service.ports import HubStore, StoredBericht, StoreUnavailable
@@ -31,7 +32,6 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 class Gateway:
     intake: Intake
     store: HubStore
-    authenticator: TokenAuthenticator
     max_body_bytes: int
     ready: Callable[[], Awaitable[dict[str, str]]]
     reload_rules: Callable[[], Awaitable[dict[str, Any]]]
@@ -42,14 +42,9 @@ class Gateway:
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
-REQUEST_ID = web.RequestKey("request_id", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def request_id(request: web.Request) -> str:
-    rid: str = request.get(REQUEST_ID, "")
-    return rid
+__all__ = ["GATEWAY", "REQUEST_ID", "Gateway", "add_routes", "error_middleware", "request_id"]
 
 
 @web.middleware
@@ -80,21 +75,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-async def _principal(request: web.Request) -> Principal | None:
-    gw = request.app[GATEWAY]
-    return await gw.authenticator.authenticate(request.headers.get("Authorization"))
-
-
 def _refuse_early(gw: Gateway, rid: str, code: ErrorCode, detail: str) -> web.StreamResponse:
     """A refusal before the intake (auth, media type, size): counted and logged like the others."""
     response = error_response(code, detail, rid)
+    _count_early(gw, rid, code, response.status)
+    return response
+
+
+def _count_early(gw: Gateway, rid: str, code: ErrorCode, status: int) -> None:
     if code is ErrorCode.UNAVAILABLE:
         gw.observer.unavailable("database")
-        _outcome(logging.WARNING, "unavailable", rid, response.status, what="database")
+        _outcome(logging.WARNING, "unavailable", rid, status, what="database")
     else:
         gw.observer.refused(code, None, None)
-        _outcome(logging.INFO, "refused", rid, response.status, code=code.value)
-    return response
+        _outcome(logging.INFO, "refused", rid, status, code=code.value)
 
 
 def _outcome(level: int, event: str, rid: str, status: int, **more: str | bool | None) -> None:
@@ -107,13 +101,16 @@ async def post_bericht(request: web.Request) -> web.StreamResponse:
     rid = request_id(request)
     gw.observer.received()
     try:
-        principal = await _principal(request)
+        caller = await principal(request)
     except StoreUnavailable:
         return _refuse_early(gw, rid, ErrorCode.UNAVAILABLE, "the hub's database is unavailable; retry later")
-    if principal is None:
-        return _refuse_early(gw, rid, ErrorCode.UNAUTHENTICATED, "a valid bearer token is required")
-    if principal.party is None:
-        return _refuse_early(gw, rid, ErrorCode.FORBIDDEN, "the operator token cannot send messages")
+    if caller is None:
+        _count_early(gw, rid, ErrorCode.UNAUTHENTICATED, 401)
+        return await unauthenticated(request, rid)
+    if caller.party is None:
+        _count_early(gw, rid, ErrorCode.FORBIDDEN, 403)
+        return await refuse(request, rid, ErrorCode.FORBIDDEN, "the operator cannot send messages")
+    sender = caller.party
     ctype = request.content_type.lower()
     if ctype not in _XML_TYPES and not ctype.endswith("+xml"):
         return _refuse_early(
@@ -125,12 +122,48 @@ async def post_bericht(request: web.Request) -> web.StreamResponse:
     too_large = f"the body is larger than the hub accepts ({gw.max_body_bytes} bytes)"
     if request.content_length is not None and request.content_length > gw.max_body_bytes:
         return _refuse_early(gw, rid, ErrorCode.TOO_LARGE, too_large)
+    budget = request.app[ACCESS].budget
+    reserved = 0
     try:
-        data = await request.read()  # bounded by the app's client_max_size
-    except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
-        return _refuse_early(gw, rid, ErrorCode.TOO_LARGE, too_large)
+        # The cap on request bytes in flight (HUB_MAX_INFLIGHT_BYTES), before the body is read: a
+        # declared length is reserved whole; a chunked body is counted as it arrives.
+        if request.content_length is not None:
+            if not budget.try_reserve(request.content_length):
+                return _over_capacity(gw, rid)
+            reserved = request.content_length
+            try:
+                data = await request.read()  # bounded by the app's client_max_size
+            except web.HTTPRequestEntityTooLarge:
+                return _refuse_early(gw, rid, ErrorCode.TOO_LARGE, too_large)
+        else:
+            chunks: list[bytes] = []
+            async for chunk in request.content.iter_any():
+                if reserved + len(chunk) > gw.max_body_bytes:
+                    return _refuse_early(gw, rid, ErrorCode.TOO_LARGE, too_large)
+                if not budget.try_reserve(len(chunk)):
+                    return _over_capacity(gw, rid)
+                reserved += len(chunk)
+                chunks.append(chunk)
+            data = b"".join(chunks)
+            del chunks
+        return await _submit(gw, rid, data, sender)
+    finally:
+        budget.release(reserved)
+
+
+def _over_capacity(gw: Gateway, rid: str) -> web.StreamResponse:
+    gw.observer.unavailable("capacity")
+    _outcome(logging.WARNING, "unavailable", rid, 503, what="capacity")
+    response = error_response(
+        ErrorCode.UNAVAILABLE, "the hub is receiving too much at once; retry later", rid
+    )
+    response.force_close()  # the body stays unread: do not keep the connection
+    return response
+
+
+async def _submit(gw: Gateway, rid: str, data: bytes, sender: PartyRef) -> web.StreamResponse:
     try:
-        accepted = await gw.intake.submit(data, principal.party, request_id=rid)
+        accepted = await gw.intake.submit(data, sender, request_id=rid)
     except Refused as refusal:
         response = error_response(refusal.code, refusal.detail, rid, refusal.errors)
         _outcome(logging.INFO, "refused", rid, response.status, code=refusal.code.value)
@@ -172,16 +205,18 @@ async def get_bericht(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     rid = request_id(request)
     try:
-        principal = await _principal(request)
-        if principal is None:
-            return error_response(ErrorCode.UNAUTHENTICATED, "a valid bearer token is required", rid)
+        caller = await principal(request)
+        if caller is None:
+            return await unauthenticated(request, rid)
         message_id = request.match_info["message_id"]
         stored = await gw.store.get(message_id) if _is_uuid(message_id) else None
         # Others' messages are answered exactly like missing ones: existence is not disclosed.
         if stored is None or not (
-            principal.admin or principal.is_party(stored.afzender) or principal.is_party(stored.receiver)
+            caller.admin or caller.is_party(stored.afzender) or caller.is_party(stored.receiver)
         ):
-            return error_response(ErrorCode.NOT_FOUND, "no such message for this party", rid)
+            return await refuse(
+                request, rid, ErrorCode.NOT_FOUND, "no such message for this party", party=caller.party
+            )
         events = await gw.store.events(message_id)
         conversation = await gw.store.conversation(stored.conversation_id)
     except StoreUnavailable:
@@ -226,7 +261,7 @@ async def get_bericht(request: web.Request) -> web.StreamResponse:
                     }
                     for b in conversation
                     # Each party sees the messages of the conversation it sends or receives.
-                    if principal.admin or principal.party in (b.afzender, b.receiver)
+                    if caller.admin or caller.party in (b.afzender, b.receiver)
                 ],
             },
             "events": [
@@ -258,11 +293,20 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 async def reload_routes(request: web.Request) -> web.StreamResponse:
     rid = request_id(request)
-    principal = await _principal(request)
-    if principal is None:
-        return error_response(ErrorCode.UNAUTHENTICATED, "a valid bearer token is required", rid)
-    if not principal.admin:
-        return error_response(ErrorCode.FORBIDDEN, "reloading the routing rules needs the admin role", rid)
+    try:
+        caller = await principal(request)
+    except StoreUnavailable:
+        return error_response(ErrorCode.UNAVAILABLE, "the hub's database is unavailable; retry later", rid)
+    if caller is None:
+        return await unauthenticated(request, rid)
+    if not caller.admin:
+        return await refuse(
+            request,
+            rid,
+            ErrorCode.FORBIDDEN,
+            "reloading the routing rules needs the admin role",
+            party=caller.party,
+        )
     result = await request.app[GATEWAY].reload_rules()
     return web.json_response(result, status=200 if result.get("ok") else 422)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -14,13 +15,14 @@ from hub.domain.directory import Kanaal
 from hub.domain.errors import ErrorCode
 from hub.domain.parties import PartyRef
 from hub.domain.routing import RoutingRules
+from hub.entrypoints.access import principal, refuse, request_id, unauthenticated
 from hub.entrypoints.commands.deadletters import dead_letter_json
 from hub.entrypoints.http_errors import error_response
-from hub.entrypoints.web import GATEWAY, request_id
-from hub.service.auth import Principal
 from hub.service.observe import DeliveryObserver, NullDeliveryObserver
-from hub.service.ports import BerichtStatus, HubStore, Publisher, StoreUnavailable
+from hub.service.ports import BerichtStatus, BodyUnreadable, HubStore, Publisher, StoreUnavailable
 from hub.service.replay import replay
+
+log = logging.getLogger("hub.gateway")
 
 
 @dataclass
@@ -36,24 +38,20 @@ DELIVERY = web.AppKey("delivery", DeliveryApi)
 _MAX_PAGE = 500
 
 
-async def _principal(request: web.Request) -> Principal | None:
-    return await request.app[GATEWAY].authenticator.authenticate(request.headers.get("Authorization"))
-
-
 def _unavailable(rid: str) -> web.Response:
     return error_response(ErrorCode.UNAVAILABLE, "the hub's database is unavailable; retry later", rid)
 
 
 async def _party(request: web.Request) -> PartyRef | web.Response:
     rid = request_id(request)
-    principal = await _principal(request)
-    if principal is None:
-        return error_response(ErrorCode.UNAUTHENTICATED, "a valid bearer token is required", rid)
-    if principal.party is None:
-        return error_response(
-            ErrorCode.FORBIDDEN, "the mailbox belongs to a party; the operator has none", rid
+    caller = await principal(request)
+    if caller is None:
+        return await unauthenticated(request, rid)
+    if caller.party is None:
+        return await refuse(
+            request, rid, ErrorCode.FORBIDDEN, "the mailbox belongs to a party; the operator has none"
         )
-    return principal.party
+    return caller.party
 
 
 async def list_mailbox(request: web.Request) -> web.StreamResponse:
@@ -106,8 +104,14 @@ async def fetch_from_mailbox(request: web.Request) -> web.StreamResponse:
             return party
         stored = await api.store.get(message_id)
         if stored is None or stored.receiver != party or stored.status is BerichtStatus.RECEIVED:
-            return error_response(ErrorCode.NOT_FOUND, "no such message in this mailbox", rid)
-        body = await api.store.body(message_id)
+            return await refuse(
+                request, rid, ErrorCode.NOT_FOUND, "no such message in this mailbox", party=party
+            )
+        try:
+            body = await api.store.body(message_id)
+        except BodyUnreadable as exc:  # a key missing from HUB_BODY_KEYS: ops must fix it; retry later
+            log.error("%s", exc)
+            return _unavailable(rid)
         if body is None:
             return error_response(ErrorCode.NOT_FOUND, "the body was deleted by retention", rid, status=410)
         await api.store.add_event(message_id, "mailbox_fetched", {})
@@ -135,7 +139,9 @@ async def ack_mailbox(request: web.Request) -> web.StreamResponse:
             return party
         stored = await api.store.get(message_id)
         if stored is None or stored.receiver != party or stored.status is BerichtStatus.RECEIVED:
-            return error_response(ErrorCode.NOT_FOUND, "no such message in this mailbox", rid)
+            return await refuse(
+                request, rid, ErrorCode.NOT_FOUND, "no such message in this mailbox", party=party
+            )
         acked = await api.store.mark_delivered(message_id, channel="mailbox", event="acked")
     except StoreUnavailable:
         return _unavailable(rid)
@@ -147,11 +153,16 @@ async def ack_mailbox(request: web.Request) -> web.StreamResponse:
 
 async def _admin(request: web.Request) -> web.Response | None:
     rid = request_id(request)
-    principal = await _principal(request)
-    if principal is None:
-        return error_response(ErrorCode.UNAUTHENTICATED, "a valid bearer token is required", rid)
-    if not principal.admin:
-        return error_response(ErrorCode.FORBIDDEN, "this call needs the admin role", rid)
+    try:
+        caller = await principal(request)
+    except StoreUnavailable:
+        return _unavailable(rid)
+    if caller is None:
+        return await unauthenticated(request, rid)
+    if not caller.admin:
+        return await refuse(
+            request, rid, ErrorCode.FORBIDDEN, "this call needs the admin role", party=caller.party
+        )
     return None
 
 

@@ -29,6 +29,7 @@ from hub.service.observe import IntakeObserver, NullIntakeObserver
 from hub.service.ports import (
     AuditStore,
     BerichtStatus,
+    BodyUnreadable,
     BrokerUnavailable,
     IdentityConflict,
     NieuwBericht,
@@ -255,7 +256,11 @@ class Intake:
                 f"{existing.message_id}",
             )
         if existing.status is BerichtStatus.RECEIVED:
-            body = await self._store.body(existing.message_id)
+            try:
+                body = await self._store.body(existing.message_id)
+            except BodyUnreadable as exc:  # HUB_BODY_KEYS lacks its key: ops must fix that
+                log.error("%s", exc)
+                raise Unavailable("database") from exc
             if body is None:
                 raise Unavailable("database")
             await self._store.add_event(existing.message_id, "retry_received", {})

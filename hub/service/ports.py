@@ -100,6 +100,7 @@ class Weigering:
     berichttype: str | None = None
     sha256: str | None = None
     size: int | None = None
+    path: str | None = None  # "METHOD /path" of the refused request (migration 0003)
 
 
 class IdentityConflict(Exception):
@@ -170,6 +171,11 @@ class BrokerUnavailable(Exception):
 
 class StoreUnavailable(Exception):
     pass
+
+
+class BodyUnreadable(Exception):
+    """A stored body cannot be decrypted: its key is not configured (HUB_BODY_KEYS), or the key or the
+    stored body is wrong. The message says which message and key id; never any of the body."""
 
 
 @dataclass(frozen=True, slots=True)

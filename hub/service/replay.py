@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hub.service.ports import BerichtStatus, BrokerUnavailable, HubStore, Publisher
+from hub.service.ports import BerichtStatus, BodyUnreadable, BrokerUnavailable, HubStore, Publisher
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,10 @@ async def replay(message_id: str, *, store: HubStore, publisher: Publisher, by: 
         return ReplayResult(message_id, False, "no such message")
     if stored.status is BerichtStatus.RECEIVED:
         return ReplayResult(message_id, False, "never forwarded: the sender's retry forwards it")
-    body = await store.body(message_id)
+    try:
+        body = await store.body(message_id)
+    except BodyUnreadable as exc:
+        return ReplayResult(message_id, False, str(exc))
     if body is None:
         return ReplayResult(message_id, False, "its body was deleted by retention")
     queue = f"{stored.receiver.kind.value}.{stored.receiver.code}"

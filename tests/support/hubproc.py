@@ -153,6 +153,10 @@ def hub_env(database_url: str, tmp: Path, **extra: str) -> dict[str, str]:
         HUB_ADMIN_TOKEN=f"admin-{uuid.uuid4().hex}",
         HUB_ROUTING_RULES=str(REPO / "routing_rules"),
         HUB_SCHEMA_RELEASES=str(REPO / "xsd" / "releases.toml"),
+        # Load tests and benchmarks post from one party as fast as they can: no per-party limits
+        # unless a test asks for them (tests/unit/test_access.py tests the limits).
+        HUB_RATE_PER_SECOND="0",
+        HUB_MAX_CONCURRENT_PER_PARTY="0",
     )
     env.update(extra)
     return env

@@ -6,10 +6,11 @@ its batch committed). Reads go straight to the database.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,8 +25,9 @@ from hub.adapters.db.audit_writes import (
     Transition,
     apply_batch,
 )
+from hub.adapters.db.body_crypto import NO_ENCRYPTION, BodyCipher
 from hub.adapters.db.delivery_reads import DeliveryReads
-from hub.adapters.db.engine import create_engine
+from hub.adapters.db.engine import create_engine, unavailable_as_store_error
 from hub.adapters.db.group_commit import GroupCommitWriter
 from hub.adapters.db.rows import stored_from_new, stored_from_row
 from hub.adapters.db.tables import audit_events, bericht_bodies, berichten
@@ -40,6 +42,8 @@ from hub.service.ports import (
 )
 
 READ_TIMEOUT_S = 10.0
+# Bodies above this size are encrypted and decrypted in a thread, off the event loop (~1 GB/s).
+_THREAD_CRYPTO_BYTES = 256 * 1024
 
 
 # A message is in its queue from the broker's confirm on, a moment before the intake commits
@@ -50,8 +54,16 @@ _UNDELIVERED = frozenset({BerichtStatus.RECEIVED, BerichtStatus.FORWARDED, Beric
 class SqlAlchemyAuditStore(DeliveryReads):
     """The AuditStore and DeliveryStore ports (the delivery reads live in delivery_reads.py)."""
 
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 200, write_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_batch: int = 200,
+        write_timeout: float = 10.0,
+        cipher: BodyCipher = NO_ENCRYPTION,
+    ) -> None:
         self.engine = engine
+        self.cipher = cipher
         self.writer: GroupCommitWriter[AuditOp] = GroupCommitWriter(
             engine, apply_batch, self._explain, max_batch=max_batch, timeout=write_timeout
         )
@@ -64,7 +76,13 @@ class SqlAlchemyAuditStore(DeliveryReads):
     # -- writes (group commit) ---------------------------------------------------------------
 
     async def store_received(self, bericht: NieuwBericht) -> StoredBericht:
-        await self.writer.submit(StoreReceived(bericht))
+        sealed = None
+        if self.cipher.current is not None:
+            if bericht.size > _THREAD_CRYPTO_BYTES:
+                sealed = await asyncio.to_thread(self.cipher.seal, bericht.message_id, bericht.body)
+            else:
+                sealed = self.cipher.seal(bericht.message_id, bericht.body)
+        await self.writer.submit(StoreReceived(bericht, sealed=sealed))
         return stored_from_new(bericht)
 
     async def mark_forwarded(self, message_id: str, *, queue: str) -> None:
@@ -154,10 +172,61 @@ class SqlAlchemyAuditStore(DeliveryReads):
         return [AuditEvent(r["message_id"], r["seq"], r["at"], r["kind"], dict(r["detail"])) for r in rows]
 
     async def body(self, message_id: str) -> bytes | None:
-        query = select(bericht_bodies.c.body).where(bericht_bodies.c.message_id == message_id)
+        """The body as it was sent (decrypted); None when there is none (retention deleted it).
+
+        Raises BodyUnreadable when it is encrypted with a key HUB_BODY_KEYS does not hold (or a wrong one).
+        """
+        query = select(bericht_bodies.c.body, bericht_bodies.c.key_id).where(
+            bericht_bodies.c.message_id == message_id
+        )
         async with self._reading() as conn:
-            value = (await conn.execute(query)).scalar_one_or_none()
-        return None if value is None else bytes(value)
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        data, key_id = bytes(row[0]), row[1]
+        if key_id is not None and len(data) > _THREAD_CRYPTO_BYTES:
+            return await asyncio.to_thread(self.cipher.open, message_id, key_id, data)
+        return self.cipher.open(message_id, key_id, data)
+
+    async def body_key_counts(self) -> dict[str | None, int]:
+        """How many stored bodies each key id encrypts (None: stored unencrypted)."""
+        query = select(bericht_bodies.c.key_id, func.count()).group_by(bericht_bodies.c.key_id)
+        async with self._reading() as conn:
+            return {key_id: n for key_id, n in (await conn.execute(query)).all()}
+
+    async def rotate_bodies(self, *, batch: int = 100) -> int:
+        """Re-encrypt one bounded batch of bodies not under the current key (plaintext ones too).
+
+        Returns how many were re-encrypted (0: none left). Each update is conditional on the key id it
+        read, so two rotations running at once never overwrite each other's work.
+        """
+        current = self.cipher.current
+        if current is None:
+            raise ValueError("HUB_BODY_KEYS is empty: there is no key to rotate to")
+        stale = (bericht_bodies.c.key_id.is_(None)) | (bericht_bodies.c.key_id != current)
+        query = (
+            select(bericht_bodies.c.message_id, bericht_bodies.c.key_id, bericht_bodies.c.body)
+            .where(stale)
+            .order_by(bericht_bodies.c.message_id)
+            .limit(batch)
+        )
+        async with self._reading() as conn:
+            rows = (await conn.execute(query)).all()
+        done = 0
+        for message_id, key_id, data in rows:
+            plain = self.cipher.open(message_id, key_id, bytes(data))
+            sealed = self.cipher.seal(message_id, plain)
+            same_key = (
+                bericht_bodies.c.key_id.is_(None) if key_id is None else bericht_bodies.c.key_id == key_id
+            )
+            async with unavailable_as_store_error(READ_TIMEOUT_S), self.engine.begin() as conn:
+                result = await conn.execute(
+                    update(bericht_bodies)
+                    .where(bericht_bodies.c.message_id == message_id, same_key)
+                    .values(body=sealed.data, key_id=sealed.key_id)
+                )
+            done += result.rowcount
+        return done
 
     async def find_by_identity(
         self, afzender: PartyRef, berichttype: str, identificatie: str, dagtekening: date
@@ -205,8 +274,12 @@ class SqlAlchemyAuditStore(DeliveryReads):
         return None if row is None else stored_from_row(row)
 
 
-async def create_audit_store(url: str, *, max_batch: int = 200, pool_size: int = 5) -> SqlAlchemyAuditStore:
+async def create_audit_store(
+    url: str, *, max_batch: int = 200, pool_size: int = 5, cipher: BodyCipher = NO_ENCRYPTION
+) -> SqlAlchemyAuditStore:
     """Build the store and start its writer. Does not touch the database: call ping() to check it."""
-    store = SqlAlchemyAuditStore(create_engine(url, pool_size=pool_size), max_batch=max_batch)
+    store = SqlAlchemyAuditStore(
+        create_engine(url, pool_size=pool_size), max_batch=max_batch, cipher=cipher
+    )
     store.writer.start()
     return store

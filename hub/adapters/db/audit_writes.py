@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.adapters.db.body_crypto import Sealed
 from hub.adapters.db.rows import bericht_values
 from hub.adapters.db.tables import audit_events, bericht_bodies, berichten, weigeringen
 from hub.service.ports import BerichtStatus, NieuwBericht, Weigering
@@ -27,6 +28,7 @@ def _now() -> datetime:
 class StoreReceived:
     bericht: NieuwBericht
     at: datetime = field(default_factory=_now)
+    sealed: Sealed | None = None  # the body as stored (encrypted); None: bericht.body as it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,7 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
         await conn.execute(insert(berichten), [bericht_values(op.bericht) for op in received])
         await conn.execute(
             insert(bericht_bodies),
-            [{"message_id": op.bericht.message_id, "body": op.bericht.body} for op in received],
+            [_body_values(op) for op in received],
         )
 
     forwarded = {op.message_id for op in ops if isinstance(op, MarkForwarded)}
@@ -247,6 +249,11 @@ async def number_events(conn: AsyncConnection, events: list[dict[str, Any]], new
         e["seq"] = last[e["message_id"]] = last.get(e["message_id"], 0) + 1
 
 
+def _body_values(op: StoreReceived) -> dict[str, Any]:
+    sealed = op.sealed or Sealed(None, op.bericht.body)
+    return {"message_id": op.bericht.message_id, "body": sealed.data, "key_id": sealed.key_id}
+
+
 def _refusal_values(w: Weigering) -> dict[str, Any]:
     return {
         "request_id": w.request_id,
@@ -259,4 +266,5 @@ def _refusal_values(w: Weigering) -> dict[str, Any]:
         "berichttype": w.berichttype,
         "sha256": w.sha256,
         "size": w.size,
+        "path": w.path[:200] if w.path else None,
     }

@@ -118,6 +118,8 @@ bericht_bodies = Table(
         primary_key=True,
     ),
     Column("body", LargeBinary, nullable=False),
+    # The id of the HUB_BODY_KEYS key the body is encrypted with; NULL: stored as sent (migration 0003).
+    Column("key_id", String(32), nullable=True),
 )
 
 # Append-only: the code has no UPDATE or DELETE on this table. No foreign key to berichten on purpose:
@@ -151,6 +153,7 @@ weigeringen = Table(
     Column("berichttype", String(16), nullable=True),
     Column("sha256", String(64), nullable=True),
     Column("size", BigInteger, nullable=True),
+    Column("path", String(200), nullable=True),  # "METHOD /path" of the refused request (migration 0003)
 )
 
 # Parties registered at run time (aanbieders, mostly; gemeenten and the national bodies are known

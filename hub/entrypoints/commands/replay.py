@@ -10,7 +10,7 @@ from typing import Any
 
 from hub.adapters.broker import AmqpPublisher
 from hub.adapters.db import create_audit_store
-from hub.bootstrap import topology_of
+from hub.bootstrap import body_cipher_of, topology_of
 from hub.service.replay import ReplayResult, replay
 from hub.settings import Settings
 
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
 
     async def main() -> list[ReplayResult]:
-        store = await create_audit_store(settings.database_url)
+        store = await create_audit_store(settings.database_url, cipher=body_cipher_of(settings))
         publisher = AmqpPublisher(settings.amqp_url, topology_of(settings))
         try:
             await publisher.start()
