@@ -34,6 +34,8 @@ from hub.domain.routing import RoutingRules, queue_key
 from hub.service.delivery import Action, Decision, Delivery, Envelope
 from hub.service.ports import DeliveryStore, StoreUnavailable
 
+PUBLISH_TIMEOUT_S = 10.0  # connect and publish (retry parking) bounds against a stuck RabbitMQ
+
 log = logging.getLogger(__name__)
 
 RETRY_LEVELS = (1, 2, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600)
@@ -84,7 +86,7 @@ class DeliveryWorker:
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(
-            self._url, client_properties={"connection_name": "hub-worker"}
+            self._url, timeout=PUBLISH_TIMEOUT_S, client_properties={"connection_name": "hub-worker"}
         )
         self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         await self._channel.set_qos(prefetch_count=self._prefetch)
@@ -217,9 +219,10 @@ class DeliveryWorker:
             app_id=message.app_id,
         )
         try:
-            exchange = await self._channel.get_exchange(self.retry_exchange(level))
-            # The routing key is the receiver's queue key: the delay queue dead-letters it back there.
-            await exchange.publish(copy, routing_key=message.routing_key or "", mandatory=True)
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # never wait on a stuck broker for ever
+                exchange = await self._channel.get_exchange(self.retry_exchange(level))
+                # The routing key is the receiver's queue key: the delay queue dead-letters it back there.
+                await exchange.publish(copy, routing_key=message.routing_key or "", mandatory=True)
         except Exception:
             log.exception("could not park %s for a retry; put back", envelope.message_id)
             await message.nack(requeue=True)
