@@ -16,6 +16,26 @@ def _error(description: str) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
+    doc = _document()
+    # Every call that needs a caller: who it is, what the caller's role may not do, and its limits.
+    for item in doc["paths"].values():
+        for operation in item.values():
+            if operation.get("security") == []:
+                continue
+            responses = operation["responses"]
+            responses.setdefault("401", _error("no known client certificate or valid bearer token"))
+            responses.setdefault("403", _error("the caller's role may not do this"))
+            responses["429"] = _error(
+                "rate_limited: the party's rate or concurrency limit; retry after Retry-After seconds"
+            )
+    post = doc["paths"]["/v1/berichten"]["post"]["responses"]
+    post["503"] = _error(
+        "database or broker unavailable, or too many request bytes in flight; see Retry-After"
+    )
+    return doc
+
+
+def _document() -> dict[str, Any]:
     codes = sorted(c.value for c in ErrorCode)
     return {
         "openapi": "3.1.0",
@@ -27,7 +47,19 @@ def document() -> dict[str, Any]:
             + ", ".join(f"{c.value}={s}" for c, s in sorted(STATUS.items(), key=lambda i: i[0].value)),
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "off when HUB_BEARER_TOKENS=off",
+                },
+                "mutualTLS": {
+                    "type": "mutualTLS",
+                    "description": "a client certificate of HUB_TLS_CLIENT_CA, mapped to a party by the "
+                    "OIN in its subject's serialNumber or by its SHA-256 fingerprint "
+                    "(routing_rules/certificates.csv)",
+                },
+            },
             "schemas": {
                 "Error": {
                     "type": "object",
@@ -71,7 +103,7 @@ def document() -> dict[str, Any]:
                 },
             },
         },
-        "security": [{"bearer": []}],
+        "security": [{"mutualTLS": []}, {"bearer": []}],
         "paths": {
             "/v1/berichten": {
                 "post": {
