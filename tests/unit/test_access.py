@@ -27,6 +27,7 @@ from hub.domain.parties import PartyKind, PartyRef
 from hub.entrypoints.access import ACCESS
 from hub.service.intake import Intake
 from hub.service.limits import RateLimiter
+from hub.service.ports import BodyUnreadable
 from hub.settings import PROJECT_ROOT, Settings
 from hub.validation.registry import SchemaRegistry
 from hub.validation.validator import Validator
@@ -342,3 +343,17 @@ async def test_request_bytes_in_flight_are_capped_before_bodies_are_read(
         r = await rig.client.post("/v1/berichten", data=second, headers=rig.auth("gemeente_b"))
         assert r.status == 202, await r.text()
         assert budget.in_use == 0
+
+
+async def test_a_body_whose_key_is_missing_is_503_for_the_receiver_not_garbage(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message_id = await _send(rig)
+
+    async def unreadable(message_id: str) -> bytes | None:
+        raise BodyUnreadable(f"the body of {message_id} is encrypted with key 'k1', which ... does not hold")
+
+    monkeypatch.setattr(rig.store, "body", unreadable)
+    r = await rig.client.get(f"/v1/mailbox/{message_id}", headers=rig.auth("aanbieder"))
+    assert (r.status, (await r.json())["error"]["code"]) == (503, "unavailable")
+    assert "Retry-After" in r.headers
