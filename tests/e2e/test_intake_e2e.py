@@ -164,7 +164,7 @@ async def test_every_message_type_reaches_its_receivers_queue_with_an_audit_trai
                 conversation = trail["conversation"]
                 assert conversation["answer_due"] and conversation["answered_at"], s.type.naam
                 assert not conversation["overdue"]
-                assert [b["message_id"] for b in conversation["berichten"]][0] == s.message_id
+                assert next(b["message_id"] for b in conversation["berichten"]) == s.message_id
                 assert len(conversation["berichten"]) == 2
 
 
