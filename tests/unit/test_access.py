@@ -12,27 +12,20 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import date
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from hub.adapters.metrics import HubMetrics
-from hub.adapters.routing_files import RulesHolder
-from hub.bootstrap import Components, create_app
-from hub.domain.catalogue import CATALOGUE
 from hub.domain.errors import ErrorCode
 from hub.domain.parties import PartyKind, PartyRef
 from hub.entrypoints.access import ACCESS
-from hub.service.intake import Intake
 from hub.service.limits import RateLimiter
 from hub.service.ports import BodyUnreadable
-from hub.settings import PROJECT_ROOT, Settings
-from hub.validation.registry import SchemaRegistry
-from hub.validation.validator import Validator
-from tests.support.berichten import example, with_header
-from tests.support.fakes import FakeAuditStore, FakePartyStore, FakePublisher
+from hub.settings import Settings
+from tests.support.app import fake_app, wmo301
+from tests.support.fakes import FakeAuditStore
 
 GEMEENTE_A = PartyRef(PartyKind.GEMEENTE, "0363")
 GEMEENTE_B = PartyRef(PartyKind.GEMEENTE, "0599")
@@ -95,15 +88,6 @@ class Rig:
         return str(server.host), server.port
 
 
-_REGISTRY: list[SchemaRegistry] = []
-
-
-def _registry(settings: Settings) -> SchemaRegistry:
-    if not _REGISTRY:  # loading the schemas takes a moment: once for the module
-        _REGISTRY.append(SchemaRegistry.load(settings.schema_releases, CATALOGUE))
-    return _REGISTRY[0]
-
-
 MakeRig = Callable[..., AbstractAsyncContextManager[Rig]]
 
 
@@ -112,34 +96,10 @@ def make_rig() -> MakeRig:
     @asynccontextmanager
     async def build(**overrides: object) -> AsyncIterator[Rig]:
         settings = Settings(**{"max_body_bytes": 100_000, "admin_token": ADMIN_TOKEN, **overrides})  # type: ignore[arg-type]
-        registry = _registry(settings)
-        validator = Validator(registry, max_bytes=settings.max_body_bytes)
-        rules = RulesHolder.load(PROJECT_ROOT / "routing_rules")
-        store, publisher, parties = FakeAuditStore(), FakePublisher(), FakePartyStore()
-        tokens = {ref: await parties.create_token(ref, "t") for ref in ROLES.values() if ref is not None}
-
-        class NoneRegistered:
-            async def registered(self, ref: PartyRef) -> None:
-                return None
-
-        intake = Intake(
-            validator=validator,
-            rules=lambda: rules.current,
-            store=store,
-            publisher=publisher,
-            parties=NoneRegistered(),
-            today=lambda: date(2026, 1, 6),
-        )
-        components = Components(
-            settings, registry, validator, rules, store, parties, publisher, intake, HubMetrics("gateway")
-        )
-        app = create_app(settings, components=components)
-        client = TestClient(TestServer(app))
-        await client.start_server()
-        try:
-            yield Rig(client, app, store, tokens)
-        finally:
-            await client.close()
+        async with fake_app(settings, HubMetrics("gateway")) as f:
+            parties = [ref for ref in ROLES.values() if ref is not None]
+            tokens = {ref: await f.parties.create_token(ref, "t") for ref in parties}
+            yield Rig(f.client, f.app, f.store, tokens)
 
     return build
 
@@ -150,18 +110,8 @@ async def rig(make_rig: MakeRig) -> AsyncIterator[Rig]:
         yield r
 
 
-def _wmo301(afzender: str = "0363") -> bytes:
-    return with_header(
-        example("iwmo-3.2", "WMO301"),
-        afzender=afzender,
-        ontvanger="12345678",
-        identificatie=uuid.uuid4().hex[:12],
-        dagtekening=date(2026, 1, 5),
-    )
-
-
 async def _send(rig: Rig) -> str:
-    r = await rig.client.post("/v1/berichten", data=_wmo301(), headers=rig.auth("gemeente_a"))
+    r = await rig.client.post("/v1/berichten", data=wmo301(), headers=rig.auth("gemeente_a"))
     assert r.status == 202, await r.text()
     message_id: str = (await r.json())["message_id"]
     return message_id
@@ -179,7 +129,7 @@ async def test_every_endpoint_with_every_role(rig: Rig) -> None:
         for role in ROLES:
             body: bytes | None = None
             if (method, route) == ("POST", "/v1/berichten"):
-                body = _wmo301()  # names gemeente A as its sender
+                body = wmo301()  # names gemeente A as its sender
             elif (method, route) == ("POST", "/v1/admin/replay"):
                 body = json.dumps({"message_ids": [message_id]}).encode()
             rid = uuid.uuid4().hex
@@ -302,7 +252,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 async def test_concurrency_limit_per_party(make_rig: MakeRig) -> None:
     async with make_rig(max_concurrent_per_party=1) as rig:
-        body = _wmo301()
+        body = wmo301()
         held = await _open_post(rig, "gemeente_a", len(body), body[:100])
         await _until(lambda: rig.app[ACCESS].concurrency.in_flight(GEMEENTE_A) == 1)
         r = await rig.client.get("/v1/mailbox", headers=rig.auth("gemeente_a"))
@@ -319,7 +269,7 @@ async def test_concurrency_limit_per_party(make_rig: MakeRig) -> None:
 async def test_request_bytes_in_flight_are_capped_before_bodies_are_read(
     make_rig: MakeRig,
 ) -> None:
-    first, second = _wmo301(), _wmo301("0599")
+    first, second = wmo301(), wmo301("0599")
     cap = len(first) + len(second) - 1  # both at once do not fit
     async with make_rig(max_inflight_bytes=cap) as rig:
         budget = rig.app[ACCESS].budget

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from hub.adapters.routing_files import RulesHolder
-from hub.bootstrap import Components, create_app
-from hub.domain.catalogue import CATALOGUE
 from hub.domain.parties import PartyKind, PartyRef
-from hub.service.intake import Intake
-from hub.settings import PROJECT_ROOT, Settings
-from hub.validation.registry import SchemaRegistry
-from hub.validation.validator import Validator
-from tests.support.berichten import example, with_header
+from hub.settings import Settings
+from tests.support.app import fake_app, wmo301
 from tests.support.fakes import FakeAuditStore, FakePartyStore, FakePublisher
 
 GEMEENTE = PartyRef(PartyKind.GEMEENTE, "0363")
@@ -46,43 +38,13 @@ class Rig:
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
     settings = Settings(max_body_bytes=100_000, admin_token=ADMIN_TOKEN)
-    registry = SchemaRegistry.load(settings.schema_releases, CATALOGUE)
-    validator = Validator(registry, max_bytes=settings.max_body_bytes)
-    rules = RulesHolder.load(PROJECT_ROOT / "routing_rules")
-    store, publisher, parties = FakeAuditStore(), FakePublisher(), FakePartyStore()
-    tokens = {ref: await parties.create_token(ref, "test") for ref in (GEMEENTE, AANBIEDER, OTHER)}
-
-    class NoneRegistered:
-        async def registered(self, ref: PartyRef) -> None:
-            return None
-
-    intake = Intake(
-        validator=validator,
-        rules=lambda: rules.current,
-        store=store,
-        publisher=publisher,
-        parties=NoneRegistered(),
-        today=lambda: date(2026, 1, 6),
-    )
-    components = Components(settings, registry, validator, rules, store, parties, publisher, intake)
-    client = TestClient(TestServer(create_app(settings, components=components)))
-    await client.start_server()
-    yield Rig(client, store, publisher, parties, tokens)
-    await client.close()
-
-
-def _wmo301(ident: str | None = None) -> bytes:
-    return with_header(
-        example("iwmo-3.2", "WMO301"),
-        afzender="0363",
-        ontvanger="12345678",
-        identificatie=ident or uuid.uuid4().hex[:12],
-        dagtekening=date(2026, 1, 5),
-    )
+    async with fake_app(settings) as f:
+        tokens = {ref: await f.parties.create_token(ref, "test") for ref in (GEMEENTE, AANBIEDER, OTHER)}
+        yield Rig(f.client, f.store, f.publisher, f.parties, tokens)
 
 
 async def test_accepted_answer_has_the_documented_fields(rig: Rig) -> None:
-    r = await rig.client.post("/v1/berichten", data=_wmo301(), headers=rig.auth(GEMEENTE))
+    r = await rig.client.post("/v1/berichten", data=wmo301(), headers=rig.auth(GEMEENTE))
     body = await r.json()
     assert r.status == 202, body
     assert set(body) >= {
@@ -108,7 +70,7 @@ async def test_accepted_answer_has_the_documented_fields(rig: Rig) -> None:
     ],
 )
 async def test_authentication_failures(rig: Rig, headers: dict[str, str], status: int, code: str) -> None:
-    r = await rig.client.post("/v1/berichten", data=_wmo301(), headers=headers)
+    r = await rig.client.post("/v1/berichten", data=wmo301(), headers=headers)
     body = await r.json()
     assert (r.status, body["error"]["code"]) == (status, code)
     if status == 401:
@@ -118,7 +80,7 @@ async def test_authentication_failures(rig: Rig, headers: dict[str, str], status
 
 async def test_wrong_content_type_and_too_large_are_refused_before_parsing(rig: Rig) -> None:
     r = await rig.client.post(
-        "/v1/berichten", data=_wmo301(), headers=rig.auth(GEMEENTE) | {"Content-Type": "text/plain"}
+        "/v1/berichten", data=wmo301(), headers=rig.auth(GEMEENTE) | {"Content-Type": "text/plain"}
     )
     assert (r.status, (await r.json())["error"]["code"]) == (415, "unsupported_media_type")
     r = await rig.client.post(
@@ -137,7 +99,7 @@ async def test_chunked_body_over_the_limit_is_413_too(rig: Rig) -> None:
 
 
 async def test_schema_errors_come_with_line_path_and_reason_and_no_bsn(rig: Rig) -> None:
-    body = _wmo301().replace(b"2026-01-05", b"2026-02-30", 1)
+    body = wmo301().replace(b"2026-01-05", b"2026-02-30", 1)
     r = await rig.client.post("/v1/berichten", data=body, headers=rig.auth(GEMEENTE))
     answer = await r.json()
     assert (r.status, answer["error"]["code"]) == (422, "schema_invalid")
@@ -147,19 +109,19 @@ async def test_schema_errors_come_with_line_path_and_reason_and_no_bsn(rig: Rig)
 
 async def test_broker_down_is_503_with_retry_after(rig: Rig) -> None:
     rig.publisher.down = True
-    r = await rig.client.post("/v1/berichten", data=_wmo301(), headers=rig.auth(GEMEENTE))
+    r = await rig.client.post("/v1/berichten", data=wmo301(), headers=rig.auth(GEMEENTE))
     assert (r.status, (await r.json())["error"]["code"]) == (503, "unavailable")
     assert int(r.headers["Retry-After"]) > 0
 
 
 async def test_database_down_during_auth_is_503(rig: Rig) -> None:
     rig.parties.down = True
-    r = await rig.client.post("/v1/berichten", data=_wmo301(), headers=rig.auth(GEMEENTE))
+    r = await rig.client.post("/v1/berichten", data=wmo301(), headers=rig.auth(GEMEENTE))
     assert r.status == 503
 
 
 async def test_status_is_visible_to_sender_and_receiver_only(rig: Rig) -> None:
-    r = await rig.client.post("/v1/berichten", data=_wmo301(), headers=rig.auth(GEMEENTE))
+    r = await rig.client.post("/v1/berichten", data=wmo301(), headers=rig.auth(GEMEENTE))
     url = (await r.json())["status_url"]
     assert (await rig.client.get(url, headers=rig.auth(GEMEENTE))).status == 200
     assert (await rig.client.get(url, headers=rig.auth(AANBIEDER))).status == 200

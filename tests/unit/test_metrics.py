@@ -9,27 +9,23 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.adapters.db.stats import Backlog, HubStats
 from hub.adapters.metrics import HubMetrics, StatsCollector
-from hub.adapters.routing_files import RulesHolder
-from hub.bootstrap import Components, create_app
+from hub.adapters.routing_files import load_rules
 from hub.domain.catalogue import CATALOGUE, Standaard
 from hub.domain.errors import ErrorCode
 from hub.domain.parties import PartyKind, PartyRef
 from hub.entrypoints.logs import JsonFormatter
-from hub.service.intake import Intake
 from hub.settings import PROJECT_ROOT, Settings
-from hub.validation.registry import SchemaRegistry
-from hub.validation.validator import Validator
-from tests.support.berichten import example, with_header
-from tests.support.fakes import FakeAuditStore, FakePartyStore, FakePublisher
+from tests.support.app import fake_app, wmo301
+from tests.support.fakes import FakePublisher
 
 GEMEENTE = PartyRef(PartyKind.GEMEENTE, "0363")
 
@@ -69,42 +65,11 @@ class Rig:
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
     settings = Settings(max_body_bytes=100_000, admin_token="admin-secret")
-    registry = SchemaRegistry.load(settings.schema_releases, CATALOGUE)
-    validator = Validator(registry, max_bytes=settings.max_body_bytes)
-    rules = RulesHolder.load(PROJECT_ROOT / "routing_rules")
-    store, publisher, parties = FakeAuditStore(), FakePublisher(), FakePartyStore()
-    token = await parties.create_token(GEMEENTE, "test")
     metrics = HubMetrics("gateway")
-    metrics.rules_loaded(rules.current.version)
-
-    class NoneRegistered:
-        async def registered(self, ref: PartyRef) -> None:
-            return None
-
-    intake = Intake(
-        validator=validator,
-        rules=lambda: rules.current,
-        store=store,
-        publisher=publisher,
-        parties=NoneRegistered(),
-        today=lambda: date(2026, 1, 6),
-        observer=metrics,
-    )
-    components = Components(settings, registry, validator, rules, store, parties, publisher, intake, metrics)
-    client = TestClient(TestServer(create_app(settings, components=components)))
-    await client.start_server()
-    yield Rig(client, metrics, publisher, token)
-    await client.close()
-
-
-def wmo301(ident: str | None = None) -> bytes:
-    return with_header(
-        example("iwmo-3.2", "WMO301"),
-        afzender="0363",
-        ontvanger="12345678",
-        identificatie=ident or uuid.uuid4().hex[:12],
-        dagtekening=date(2026, 1, 5),
-    )
+    async with fake_app(settings, metrics) as f:
+        metrics.rules_loaded(load_rules(PROJECT_ROOT / "routing_rules").version)
+        token = await f.parties.create_token(GEMEENTE, "test")
+        yield Rig(f.client, metrics, f.publisher, token)
 
 
 async def test_outcomes_move_their_counters(rig: Rig) -> None:
@@ -163,7 +128,7 @@ async def test_openmetrics_when_the_scraper_asks(rig: Rig) -> None:
 
 async def test_labels_are_low_cardinality_only(rig: Rig) -> None:
     ident = uuid.uuid4().hex[:12]
-    assert await rig.post(wmo301(ident)) == 202
+    assert await rig.post(wmo301(ident=ident)) == 202
     text = await rig.scrape()
     assert ident not in text and "12345678" not in text and "0363" not in text
     for (name, labels), _ in samples(text).items():
