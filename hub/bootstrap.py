@@ -278,6 +278,7 @@ def _gateway(c: Components) -> Gateway:
         intake=c.intake,
         store=c.store,
         max_body_bytes=c.settings.max_body_bytes,
+        body_read_timeout=c.settings.body_read_timeout,
         ready=ready,
         reload_rules=reload_rules,
         observer=c.metrics if c.metrics is not None else NullIntakeObserver(),

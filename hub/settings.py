@@ -41,6 +41,8 @@ class Settings:
     max_concurrent_per_party: int = 16  # requests of one party in flight at once; 0: no limit
     max_inflight_bytes: int = 200 * 1024 * 1024  # request bodies in flight, all parties; 0: no cap
     body_keys: str = ""  # HUB_BODY_KEYS: "k2:base64,k1:base64"; the first encrypts new bodies
+    # A request's headers, and then its whole body, must arrive within this many seconds (slow senders).
+    body_read_timeout: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -73,6 +75,7 @@ class Settings:
             ),
             max_inflight_bytes=int(_env("HUB_MAX_INFLIGHT_BYTES", str(d.max_inflight_bytes))),
             body_keys=_env("HUB_BODY_KEYS", d.body_keys),
+            body_read_timeout=float(_env("HUB_BODY_READ_TIMEOUT", str(d.body_read_timeout))),
         )
 
     @property

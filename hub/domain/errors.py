@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     SCHEMA_INVALID = "schema_invalid"  # fails its XSD
     # The request (gateway)
     BAD_REQUEST = "bad_request"  # a malformed query or JSON body (not the message itself)
+    REQUEST_TIMEOUT = "request_timeout"  # the body did not arrive within HUB_BODY_READ_TIMEOUT
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"

@@ -61,11 +61,22 @@ async def serve(
     port: int,
     shutdown_timeout: float,
     ssl_context: ssl.SSLContext | None = None,
+    header_timeout: float = 75.0,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then drain and clean up (the app's cleanup context runs last)."""
+    """Serve until SIGTERM or SIGINT, then drain and clean up (the app's cleanup context runs last).
+
+    `header_timeout`: aiohttp's keep-alive timeout, which also closes a new connection that has not
+    sent complete request headers by then (a slowloris on the headers).
+    """
     inflight = InFlight()
     app.middlewares.insert(0, inflight.middleware)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=header_timeout,
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context)

@@ -20,6 +20,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.REQUEST_TIMEOUT: 408,
     ErrorCode.UNKNOWN_MESSAGE: 422,
     ErrorCode.RELEASE_NOT_ACCEPTED: 422,
     ErrorCode.HEADER_MISMATCH: 422,

@@ -36,7 +36,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"hub serve: {exc}", file=sys.stderr)
         return 2
     app = create_app(settings)
-    asyncio.run(serve(app, args.host, args.port, args.shutdown_timeout, context))
+    asyncio.run(
+        serve(
+            app,
+            args.host,
+            args.port,
+            args.shutdown_timeout,
+            context,
+            header_timeout=settings.body_read_timeout,
+        )
+    )
     return 0
 
 
