@@ -24,6 +24,15 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
 
 PUSH = "12345678"  # routed by push to the test's receiver
 MAILBOX = "87654321"  # fetches its mailbox
+STUCK = "11223344"  # routed by push to a second receiver that stops answering
+
+
+@pytest.fixture
+async def stuck() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.responding.set()
+    await r.stop()
 
 
 @pytest.fixture
@@ -34,13 +43,14 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, receiver: Receiver) -> Iterator[HubProcess]:
+def hub(tmp_path: Path, receiver: Receiver, stuck: Receiver) -> Iterator[HubProcess]:
     rules = tmp_path / "routing_rules"
     shutil.copytree(REPO / "routing_rules", rules)
     (rules / "channels.csv").write_text(
         "party,kanaal,endpoint,valid_from,valid_until\n"
         f"aanbieder:{PUSH},push,{receiver.endpoint},,\n"
         f"aanbieder:{MAILBOX},mailbox,,,\n"
+        f"aanbieder:{STUCK},push,{stuck.endpoint},,\n"
     )
     with postgres_database() as url:
         hub = prepare_hub(
@@ -199,3 +209,26 @@ async def test_two_workers_deliver_each_message_once(hub: HubProcess, receiver: 
             await _wait_status(session, hub, mid, "delivered")
     assert set(receiver.accepted) == set(ids)
     assert max(receiver.arrivals.values()) == 1, "no message delivered twice"
+
+
+async def test_a_receiver_that_stops_answering_does_not_hold_up_the_others(
+    hub: HubProcess, receiver: Receiver, stuck: Receiver
+) -> None:
+    await stuck.start(responding=False)  # takes connections, never answers (until released)
+    await receiver.start()
+    hub.start_worker()
+    async with aiohttp.ClientSession() as session:
+        held = await _send(session, hub, STUCK, 8)
+        for _ in range(100):  # the worker has the stuck receiver's first messages in hand
+            if stuck.waiting:
+                break
+            await asyncio.sleep(0.1)
+        assert stuck.waiting, "the worker never reached the stuck receiver"
+        flowing = await _send(session, hub, PUSH, 10)
+        assert await receiver.wait_for(10), f"{len(receiver.accepted)} of 10 while another receiver hangs"
+        assert not stuck.accepted, "the stuck receiver answered nothing meanwhile"
+        stuck.responding.set()
+        assert await stuck.wait_for(8)
+        for mid in [*held, *flowing][-2:]:
+            await _wait_status(session, hub, mid, "delivered")
+    assert set(receiver.accepted) == set(flowing) and set(stuck.accepted) == set(held)

@@ -26,6 +26,9 @@ class Receiver:
     arrivals: collections.Counter[str] = field(default_factory=collections.Counter)
     accepted: collections.Counter[str] = field(default_factory=collections.Counter)
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    # While cleared, every request hangs before it is answered (a receiver that stopped responding).
+    responding: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0  # requests hanging right now
     _runner: web.AppRunner | None = None
 
     @property
@@ -35,6 +38,11 @@ class Receiver:
     async def _inbox(self, request: web.Request) -> web.Response:
         mid = request.headers.get("X-Message-Id", "")
         await request.read()
+        self.waiting += 1
+        try:
+            await self.responding.wait()
+        finally:
+            self.waiting -= 1
         seen = self.arrivals[mid]
         self.arrivals[mid] += 1
         self.headers[mid] = dict(request.headers)
@@ -43,7 +51,9 @@ class Receiver:
             self.accepted[mid] += 1
         return web.Response(status=status)
 
-    async def start(self) -> None:
+    async def start(self, *, responding: bool = True) -> None:
+        if responding:
+            self.responding.set()
         app = web.Application()
         app.router.add_post("/inbox", self._inbox)
         self._runner = web.AppRunner(app, access_log=None)
