@@ -77,6 +77,11 @@ def audit_row(body: bytes, identificatie: str = "", code: str = "", afzender: st
     }
 
 
+# The hub's create_engine keeps 2 x pool_size connections: 24 per bare server, so that everything the
+# harness runs at once stays well below PostgreSQL's default max_connections (100).
+POOL = 12
+
+
 async def open_engine(url: str, pool: int) -> AsyncEngine:
     engine = create_engine(url, pool_size=5 if is_sqlite(url) else pool)
     async with engine.begin() as conn:
@@ -147,7 +152,7 @@ def pipeline_app(db: str, amqp: str, name: str) -> web.Application:
         return web.json_response({"message_id": row["id"]}, status=202)
 
     async def lifecycle(app: web.Application) -> Any:
-        state["engine"] = await open_engine(db, pool=32)
+        state["engine"] = await open_engine(db, pool=POOL)
         connection, state["exchange"] = await open_queue(amqp, name)
         yield
         await connection.close()
@@ -214,7 +219,7 @@ async def drive_publish(spec: dict[str, Any]) -> dict[str, Any]:
 
 async def drive_insert(spec: dict[str, Any]) -> dict[str, Any]:
     body: bytes = spec["body"]
-    engine = await open_engine(spec["db"], pool=spec["concurrency"])
+    engine = await open_engine(spec["db"], pool=POOL)
 
     async def one() -> None:
         async with engine.begin() as conn:

@@ -129,6 +129,7 @@ class Results:
     runs: dict[str, list[RunResult]] = field(default_factory=dict)
     not_measured: dict[str, str] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, name: str, result: RunResult) -> None:
         self.runs.setdefault(name, []).append(result)
@@ -138,6 +139,7 @@ class Results:
             "runs": {k: [r.__dict__ for r in v] for k, v in self.runs.items()},
             "not_measured": self.not_measured,
             "descriptions": self.descriptions,
+            "failures": self.failures,
         }
 
 
@@ -164,7 +166,13 @@ def run_rounds(
     for r in range(rounds):
         order = ready if r % 2 == 0 else list(reversed(ready))
         for s in order:
-            result = s.run(ctx)
+            try:
+                result = s.run(ctx)
+            except Exception as exc:  # one broken run must not lose the others: report it instead
+                out.failures.setdefault(s.name, []).append(f"{type(exc).__name__}: {str(exc)[-300:]}")
+                log(f"  round {r + 1}/{rounds} {s.name}: FAILED {type(exc).__name__}: {str(exc)[-300:]}")
+                between(ctx)
+                continue
             out.add(s.name, result)
             errors = f", {result.errors()} errors {result.statuses}" if result.errors() else ""
             p99 = result.latency_ms.get("p99")
@@ -258,6 +266,8 @@ def summary_table(results: Results) -> str:
             f"| {s.cpu_total():.3f} | {_f(None if s.busy is None else 100 * s.busy, '{:.0f}%')} "
             f"| {_f(s.rss_mib.get('server'))} | {s.errors} |"
         )
+    for name, failed in results.failures.items():
+        lines.append(f"| {name} | failed runs: {len(failed)} | {failed[0][:120]} |" + " |" * 13)
     for name, reason in results.not_measured.items():
         lines.append(f"| {name} | 0 | not measured: {reason} |" + " |" * 13)
     return "\n".join(lines)

@@ -137,7 +137,7 @@ def write_templates(folder: Path) -> dict[str, Path]:
     """The 4 KB WMO301 and the ~1 MB WMO323 with the Identificatie placeholder the load generator fills."""
     ident = PLACEHOLDER.decode()
     small = with_header(example("iwmo-3.2", "WMO301"), identificatie=ident, dagtekening=date.today())
-    large = declaratie("iwmo", 1150, identificatie=ident, dagtekening=date.today())
+    large = declaratie("iwmo", 1450, identificatie=ident, dagtekening=date.today())  # ~1.0 MB
     out = {"4k": folder / "wmo301.xml", "1m": folder / "wmo323.xml"}
     out["4k"].write_bytes(small)
     out["1m"].write_bytes(large)
@@ -295,7 +295,7 @@ def _register_hub_intake() -> None:
                 if which == "sqlite" and size == "1m" and c != 16:
                     continue
                 quick = c == 64 or (which == "pg" and c == 1 and size == "4k") or (size == "1m" and c == 16)
-                label = "4 KB WMO301" if size == "4k" else "~1 MB WMO323 (1,150 prestaties)"
+                label = "4 KB WMO301" if size == "4k" else "~1.0 MB WMO323 (1,450 prestaties)"
                 SCENARIOS.add_fn(
                     f"hub.{which}.{size}.c{c}",
                     "hub",
@@ -351,7 +351,7 @@ def _bare_insert(env: Env, which: str) -> RunResult:
 @SCENARIOS.scenario(
     "bare.insert.pg.c64",
     "baseline",
-    "bare SQLAlchemy Core: one 11-column audit row per transaction, 64 callers, PostgreSQL",
+    "bare SQLAlchemy Core: one 11-column audit row per transaction, 64 callers, 24 connections, PostgreSQL",
 )
 def bare_insert_pg(env: Env) -> RunResult:
     return _bare_insert(env, "pg")
