@@ -17,7 +17,15 @@ import aiohttp
 import pytest
 
 from tests.support.berichten import example, with_header
-from tests.support.hubproc import REPO, HubProcess, delete_topology, postgres_database, prepare_hub, run_cli
+from tests.support.hubproc import (
+    REPO,
+    HubProcess,
+    delete_topology,
+    free_port,
+    postgres_database,
+    prepare_hub,
+    run_cli,
+)
 from tests.support.receiver import Receiver, always
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
@@ -108,7 +116,8 @@ async def _wait_status(
 async def test_receiver_down_for_a_while_then_back_gets_everything_once(
     hub: HubProcess, receiver: Receiver
 ) -> None:
-    hub.start_worker()
+    metrics_port = free_port()
+    hub.start_worker(metrics_port=metrics_port)
     async with aiohttp.ClientSession() as session:
         ids = await _send(session, hub, PUSH, 20)
         await asyncio.sleep(3)  # attempts fail: connection refused, retried with backoff
@@ -119,9 +128,22 @@ async def test_receiver_down_for_a_while_then_back_gets_everything_once(
             answer = await _wait_status(session, hub, mid, "delivered")
             kinds = [e["event"] for e in answer["events"]]
             assert kinds.count("delivered") == 1 and "delivery_attempted" in kinds
+        # The worker's own /metrics counted it all.
+        async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+            metrics = await r.text()
     assert set(receiver.accepted) == set(ids)
     assert all(n == 1 for n in receiver.accepted.values()), "each message accepted exactly once"
     assert receiver.headers[ids[0]]["X-Message-Id"] == ids[0]
+    succeeded = _sample(metrics, 'hub_deliveries_succeeded_total{channel="push",receiver_kind="aanbieder"}')
+    retried = _sample(metrics, 'hub_deliveries_retried_total{channel="push",receiver_kind="aanbieder"}')
+    assert succeeded == 20 and retried >= 20
+
+
+def _sample(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{series} not in the worker's metrics")
 
 
 async def test_receiver_answering_500_then_200_and_400_dead_letter_then_replay(

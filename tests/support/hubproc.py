@@ -117,12 +117,11 @@ class HubProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
-        """A `hub worker` process on the same settings (no metrics port), stopped by stop()."""
+    def start_worker(self, name: str = "worker", metrics_port: int = 0) -> subprocess.Popen[bytes]:
+        """A `hub worker` process on the same settings, stopped by stop(); /metrics on `metrics_port`."""
         log = (self.log_path.parent / f"{name}.log").open("ab")
-        worker = subprocess.Popen(
-            [HUB, "worker", "--metrics-port", "0"], env=self.env, stdout=log, stderr=log
-        )
+        command = [HUB, "worker", "--metrics-port", str(metrics_port)]
+        worker = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
         log.close()
         self.workers.append(worker)
         return worker
