@@ -83,7 +83,8 @@ class AmqpPublisher:
             self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             await self._declare_fixed(self._channel)
         except _BROKER_ERRORS as exc:
-            await self.close()
+            # Not close(): that cancels the background starter, which is who called us.
+            await self._disconnect()
             raise BrokerUnavailable(f"RabbitMQ not reachable: {type(exc).__name__}") from exc
 
     def start_in_background(self, interval: float = 2.0) -> None:
@@ -213,6 +214,9 @@ class AmqpPublisher:
         if self._starter is not None:
             self._starter.cancel()
             self._starter = None
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
         if self._connection is not None:
             conn, self._connection = self._connection, None
             self._channel = None

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
+from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
@@ -124,3 +128,51 @@ async def test_start_fails_cleanly_when_the_broker_is_not_there() -> None:
     with pytest.raises(BrokerUnavailable):
         await pub.start()
     await pub.close()
+
+
+async def test_background_start_keeps_trying_until_rabbitmq_is_there() -> None:
+    """RabbitMQ down at start-up, up later: the gateway connects by itself (a failed attempt used to
+    cancel the background starter, so it tried once and then never again)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    target = urlsplit(AMQP_URL)
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(target.hostname, target.port or 5672)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    topology = _topology()
+    url = AMQP_URL.replace(f"{target.hostname}:{target.port or 5672}", f"127.0.0.1:{port}")
+    pub = AmqpPublisher(url, topology, timeout=1.0)
+    pub.start_in_background(interval=0.2)
+    try:
+        await asyncio.sleep(1.0)  # several attempts fail: nothing listens on the port yet
+        with pytest.raises(BrokerUnavailable):
+            await pub.ping()
+        server = await asyncio.start_server(forward, "127.0.0.1", port)  # "RabbitMQ is back"
+        async with server:
+            for _ in range(50):
+                with contextlib.suppress(BrokerUnavailable):
+                    await pub.ping()
+                    break
+                await asyncio.sleep(0.2)
+            await pub.ping()
+            await pub.close()
+            connection = await aio_pika.connect(AMQP_URL)
+            async with connection:
+                channel = await connection.channel()
+                await channel.queue_delete(topology.dead_letter_queue)
+                await channel.exchange_delete(topology.exchange)
+                await channel.exchange_delete(topology.dead_letter_exchange)
+            server.close()
+    finally:
+        await pub.close()

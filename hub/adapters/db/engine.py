@@ -124,10 +124,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+# SQLSTATEs that mean "the server cannot serve now", not "the statement is wrong": connection
+# exceptions (class 08), the server shutting down or starting up (57P01-57P03), too many connections.
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True for errors that say the database cannot be reached, not that the statement is wrong."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    if isinstance(exc, DBAPIError):
+        # E.g. a connect while PostgreSQL shuts down or starts up: "the database system is shutting
+        # down" (57P03) arrives as a plain DBAPIError, not as an OperationalError.
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
+            return True
     if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return True
     return isinstance(exc, OSError | TimeoutError | ConnectionError)
