@@ -218,7 +218,10 @@ async def _purge(names: list[str]) -> None:
 
 def purge_queues(env: Env) -> None:
     """Empty the queues after each run, so no run pays for the backlog of the one before."""
-    asyncio.run(_purge(env.queues))
+    try:
+        asyncio.run(_purge(env.queues))
+    except Exception as exc:  # RabbitMQ away for a moment: the next run reports it, the harness goes on
+        print(f"  (could not purge the queues: {type(exc).__name__}: {exc})", flush=True)
 
 
 def _subprocess_json(args: list[str], timeout: float) -> dict[str, Any]:
