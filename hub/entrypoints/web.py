@@ -181,9 +181,7 @@ async def _submit(gw: Gateway, rid: str, data: bytes, sender: PartyRef) -> web.S
         _outcome(logging.INFO, "refused", rid, response.status, code=refusal.code.value)
         return response
     except Unavailable as exc:
-        response = error_response(
-            ErrorCode.UNAVAILABLE, f"the hub's {exc.what} is unavailable; retry later", rid
-        )
+        response = error_response(ErrorCode.UNAVAILABLE, exc.explain(), rid)
         _outcome(logging.WARNING, "unavailable", rid, response.status, what=exc.what)
         return response
     b = accepted.bericht

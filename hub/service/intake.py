@@ -13,8 +13,9 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Protocol
@@ -41,6 +42,10 @@ from hub.service.ports import (
 
 log = logging.getLogger(__name__)
 
+# A `received` row younger than this may still be in flight in another gateway process: longer than a
+# publish may take (its timeout is 5 s) plus a commit under load.
+IN_PROGRESS_WINDOW_S = 10.0
+
 # Bodies below this size are validated on the event loop: the thread hop costs more than it saves.
 _INLINE_VALIDATION_BYTES = 16 * 1024
 
@@ -62,11 +67,20 @@ class Refused(HubError):
 
 
 class Unavailable(Exception):
-    """The database or broker is down: nothing was promised; the sender should retry later."""
+    """Not now: nothing was promised; the sender should retry later.
+
+    `what`: "database" or "broker" (down), or "in_progress" (the same message is being accepted by
+    another request at this moment).
+    """
 
     def __init__(self, what: str) -> None:
         super().__init__(what)
         self.what = what
+
+    def explain(self) -> str:
+        if self.what == "in_progress":
+            return "the same message is being accepted by another request right now; retry later"
+        return f"the hub's {self.what} is unavailable; retry later"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +89,20 @@ class Accepted:
     bericht: Bericht
     receiver: PartyRef
     duplicate: bool = False
+
+
+_Identity = tuple[PartyRef, str, str, date]
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    data: bytes
+    sha256: str
+    sender: PartyRef
+    request_id: str
+    received_at: datetime
+    on: date
+    rules: RoutingRules
 
 
 @dataclass
@@ -107,6 +135,7 @@ class Intake:
         self._today = today
         self._require_known_conversation = require_known_conversation
         self._observer: IntakeObserver = observer if observer is not None else NullIntakeObserver()
+        self._in_progress: dict[_Identity, asyncio.Future[None]] = {}
 
     async def submit(self, data: bytes, sender: PartyRef, *, request_id: str) -> Accepted:
         started = time.perf_counter()
@@ -145,19 +174,49 @@ class Intake:
                     " and the directory does not let it send on that party's behalf",
                 )
             afzender = _party_of(bericht.afzender)
+        except Refused as refusal:
+            await self._record_refusal(request_id, sender, refusal, sha256, len(data))
+            raise
+        request = _Request(data, sha256, sender, request_id, received_at, on, rules)
+        identity = (
+            afzender,
+            bericht.type.naam,
+            bericht.identiteit.identificatie,
+            bericht.identiteit.dagtekening,
+        )
+        async with self._one_at_a_time(identity):
+            return await self._accept(request, bericht, afzender)
+
+    @asynccontextmanager
+    async def _one_at_a_time(self, identity: _Identity) -> AsyncIterator[None]:
+        """Requests for one message identity in this process take turns: a second copy posted while
+        the first is still being stored and published waits, and then finds it (a duplicate) instead
+        of publishing it again. Across processes `_again` tells a message in progress by its age."""
+        while (pending := self._in_progress.get(identity)) is not None:
+            await asyncio.shield(pending)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._in_progress[identity] = done
+        try:
+            yield
+        finally:
+            del self._in_progress[identity]
+            done.set_result(None)
+
+    async def _accept(self, r: _Request, bericht: Bericht, afzender: PartyRef) -> Accepted:
+        try:
             existing = await self._store.find_by_identity(
                 afzender, bericht.type.naam, bericht.identiteit.identificatie, bericht.identiteit.dagtekening
             )
             if existing is not None:
-                return await self._again(existing, bericht, sha256)
+                return await self._again(existing, bericht, r.sha256)
             answered = await self._answered(bericht)
-            bestemming = await self._route(rules, bericht, on, answered)
+            bestemming = await self._route(r.rules, bericht, r.on, answered)
         except Refused as refusal:
-            await self._record_refusal(request_id, sender, refusal, sha256, len(data))
+            await self._record_refusal(r.request_id, r.sender, refusal, r.sha256, len(r.data))
             raise
         except HubError as err:
             routing_refusal = Refused(err.code, err.detail)
-            await self._record_refusal(request_id, sender, routing_refusal, sha256, len(data))
+            await self._record_refusal(r.request_id, r.sender, routing_refusal, r.sha256, len(r.data))
             raise routing_refusal from err
         except StoreUnavailable as exc:
             raise Unavailable("database") from exc
@@ -176,22 +235,22 @@ class Intake:
             identificatie=bericht.identiteit.identificatie,
             dagtekening=bericht.identiteit.dagtekening,
             answers_message_id=answered.message_id if answered else None,
-            sha256=sha256,
-            size=len(data),
-            body=data,
-            received_at=received_at,
-            request_id=request_id,
-            routing_version=rules.version,
-            answer_due=_answer_due(bericht.type, on),
+            sha256=r.sha256,
+            size=len(r.data),
+            body=r.data,
+            received_at=r.received_at,
+            request_id=r.request_id,
+            routing_version=r.rules.version,
+            answer_due=_answer_due(bericht.type, r.on),
             retourcodes=bericht.kop.retourcodes,
         )
         try:
             stored = await self._store.store_received(nieuw)
-        except IdentityConflict as conflict:  # a concurrent post of the same message won the race
-            return await self._again(conflict.existing, bericht, sha256)
+        except IdentityConflict as conflict:  # another process stored the same message first
+            return await self._again(conflict.existing, bericht, r.sha256)
         except StoreUnavailable as exc:
             raise Unavailable("database") from exc
-        await self._forward(stored, data)
+        await self._forward(stored, r.data)
         return Accepted(message_id, bericht, bestemming.ontvanger)
 
     async def _validate(self, data: bytes, on: date) -> Validatie:
@@ -256,6 +315,8 @@ class Intake:
                 f"{existing.message_id}",
             )
         if existing.status is BerichtStatus.RECEIVED:
+            if await self._in_progress_elsewhere(existing):
+                raise Unavailable("in_progress")
             try:
                 body = await self._store.body(existing.message_id)
             except BodyUnreadable as exc:  # HUB_BODY_KEYS lacks its key: ops must fix that
@@ -268,6 +329,20 @@ class Intake:
             return Accepted(existing.message_id, bericht, existing.receiver)
         await self._store.add_event(existing.message_id, "duplicate_received", {})
         return Accepted(existing.message_id, bericht, existing.receiver, duplicate=True)
+
+    async def _in_progress_elsewhere(self, existing: StoredBericht) -> bool:
+        """Is another gateway process still storing and publishing this message right now?
+
+        A young `received` row whose publish has not failed is most likely in flight there (this
+        process's own are caught by _one_at_a_time); publishing it again would put a second copy in
+        the queue. After IN_PROGRESS_WINDOW it counts as abandoned (its process died) and the
+        sender's retry publishes it.
+        """
+        age = (datetime.now(UTC) - existing.received_at).total_seconds()
+        if age >= IN_PROGRESS_WINDOW_S:
+            return False
+        events = await self._store.events(existing.message_id)
+        return not events or events[-1].kind != "publish_failed"
 
     async def _forward(self, stored: StoredBericht, body: bytes) -> None:
         try:

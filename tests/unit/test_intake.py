@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
+import asyncio
+import dataclasses
+from datetime import date, timedelta
 
 import pytest
 
@@ -12,8 +14,8 @@ from hub.domain.directory import Party
 from hub.domain.errors import ErrorCode
 from hub.domain.parties import PartyKind, PartyRef
 from hub.domain.routing import RoutingRules
-from hub.service.intake import Intake, Refused, Unavailable
-from hub.service.ports import BerichtStatus
+from hub.service.intake import IN_PROGRESS_WINDOW_S, Intake, Refused, Unavailable
+from hub.service.ports import BerichtStatus, StoredBericht
 from tests.support.fakes import FakeAuditStore, FakePublisher
 
 DAY = date(2026, 3, 2)
@@ -212,3 +214,53 @@ async def test_unknown_receiver_is_refused_and_a_run_time_registered_aanbieder_i
         validator.add(b"y", _bericht("WMO301", "0363", "87654321", "Y")), GEMEENTE, request_id="v"
     )
     assert accepted.receiver == OTHER_AANBIEDER
+
+
+class SlowPublisher(FakePublisher):
+    """Publishes take a moment, so concurrent posts of one message overlap."""
+
+    async def publish(self, bericht: StoredBericht, body: bytes) -> str:
+        await asyncio.sleep(0.05)
+        return await super().publish(bericht, body)
+
+
+async def test_the_same_message_posted_twice_at_once_is_published_once(parts: Parts) -> None:
+    _, validator, store, _ = parts
+    publisher = SlowPublisher()
+    rules = RoutingRules("test", [Party(GEMEENTE, "Amsterdam"), Party(AANBIEDER, "Zorg BV")])
+    intake = Intake(
+        validator=validator,
+        rules=lambda: rules,
+        store=store,
+        publisher=publisher,
+        parties=NoRegistered(),
+        today=lambda: DAY,
+    )
+    body = validator.add(b"301", _bericht("WMO301", "0363", "12345678"))
+    first, second = await asyncio.gather(
+        intake.submit(body, GEMEENTE, request_id="a"), intake.submit(body, GEMEENTE, request_id="b")
+    )
+    assert len(publisher.published) == 1
+    assert first.message_id == second.message_id
+    assert sorted([first.duplicate, second.duplicate]) == [False, True]
+
+
+async def test_a_young_received_row_of_another_process_is_not_published_again(parts: Parts) -> None:
+    intake, validator, store, publisher = parts
+    body = validator.add(b"301", _bericht("WMO301", "0363", "12345678"))
+    publisher.down = True
+    with pytest.raises(Unavailable):
+        await intake.submit(body, GEMEENTE, request_id="a")
+    (row,) = store.rows.values()
+    # As if another gateway stored it a moment ago and is publishing it now: no publish_failed yet.
+    store.log = [e for e in store.log if e.kind != "publish_failed"]
+    publisher.down = False
+    with pytest.raises(Unavailable) as busy:
+        await intake.submit(body, GEMEENTE, request_id="b")
+    assert busy.value.what == "in_progress" and not publisher.published
+    # Once the window has passed, the row counts as abandoned: the retry publishes it.
+    store.rows[row.message_id] = dataclasses.replace(
+        row, received_at=row.received_at - timedelta(seconds=IN_PROGRESS_WINDOW_S + 1)
+    )
+    accepted = await intake.submit(body, GEMEENTE, request_id="c")
+    assert accepted.message_id == row.message_id and len(publisher.published) == 1

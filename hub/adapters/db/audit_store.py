@@ -51,6 +51,12 @@ _THREAD_CRYPTO_BYTES = 256 * 1024
 _UNDELIVERED = frozenset({BerichtStatus.RECEIVED, BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX})
 
 
+def _lost_a_race(op: AuditOp, exc: Exception) -> bool:
+    """Two processes numbered an event of one message alike (UNIQUE(message_id, seq)): write again.
+    A StoreReceived that fails on a unique index is an identity conflict, not a race to retry."""
+    return isinstance(exc, IntegrityError) and not isinstance(op, StoreReceived)
+
+
 class SqlAlchemyAuditStore(DeliveryReads):
     """The AuditStore and DeliveryStore ports (the delivery reads live in delivery_reads.py)."""
 
@@ -65,7 +71,12 @@ class SqlAlchemyAuditStore(DeliveryReads):
         self.engine = engine
         self.cipher = cipher
         self.writer: GroupCommitWriter[AuditOp] = GroupCommitWriter(
-            engine, apply_batch, self._explain, max_batch=max_batch, timeout=write_timeout
+            engine,
+            apply_batch,
+            self._explain,
+            max_batch=max_batch,
+            timeout=write_timeout,
+            retryable=_lost_a_race,
         )
 
     async def close(self) -> None:
@@ -278,8 +289,6 @@ async def create_audit_store(
     url: str, *, max_batch: int = 200, pool_size: int = 5, cipher: BodyCipher = NO_ENCRYPTION
 ) -> SqlAlchemyAuditStore:
     """Build the store and start its writer. Does not touch the database: call ping() to check it."""
-    store = SqlAlchemyAuditStore(
-        create_engine(url, pool_size=pool_size), max_batch=max_batch, cipher=cipher
-    )
+    store = SqlAlchemyAuditStore(create_engine(url, pool_size=pool_size), max_batch=max_batch, cipher=cipher)
     store.writer.start()
     return store

@@ -31,6 +31,9 @@ ApplyBatch = Callable[[AsyncConnection, Sequence[Op]], Awaitable[list[BaseExcept
 ExplainFailure = Callable[[Op, Exception], Awaitable[BaseException]]
 
 
+_RETRIES = 3
+
+
 class _Closed:
     pass
 
@@ -47,8 +50,10 @@ class GroupCommitWriter(Generic[Op]):
         *,
         max_batch: int = 200,
         timeout: float = 10.0,
+        retryable: Callable[[Op, Exception], bool] = lambda _op, _exc: False,
     ) -> None:
         self._engine = engine
+        self._retryable = retryable
         self._apply = apply
         self._explain = explain
         self._max_batch = max_batch
@@ -109,7 +114,7 @@ class GroupCommitWriter(Generic[Op]):
                 for _, future in batch:
                     _settle(future, StoreUnavailable(f"audit store failure: {exc!r}"))
 
-    async def _write(self, batch: list[tuple[Op, asyncio.Future[None]]]) -> bool:
+    async def _write(self, batch: list[tuple[Op, asyncio.Future[None]]], attempt: int = 0) -> bool:
         """Write and settle the batch; False when the database turned out to be unreachable."""
         ops = [op for op, _ in batch]
         try:
@@ -122,6 +127,10 @@ class GroupCommitWriter(Generic[Op]):
                     _settle(future, StoreUnavailable(f"database unavailable: {exc}"))
                 return False
             if len(batch) == 1:
+                # A race another process can win (say, the next event number of the same message)
+                # is worth another go with fresh reads; anything else is this op's own error.
+                if attempt < _RETRIES and self._retryable(ops[0], exc):
+                    return await self._write(batch, attempt + 1)
                 _settle(batch[0][1], await self._explain_safely(ops[0], exc))
                 return True
             # One bad item (a unique violation, most likely) spoils the transaction for all:
