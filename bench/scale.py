@@ -80,7 +80,8 @@ async def _drain(queue_name: str, expect: int, wait: float = 30.0) -> list[str]:
 
 
 async def _same_message_to_both(hubs: list[HubProcess], template: bytes, n: int) -> dict[str, Any]:
-    """n messages, each posted to both gateways at the same moment."""
+    """n messages, each posted to both gateways at the same moment; each side retries a 503 after its
+    Retry-After as a sender does (the other side may be accepting the message right then)."""
     outcomes: dict[str, int] = {}
     split_ids = 0
     async with aiohttp.ClientSession() as session:
@@ -92,8 +93,14 @@ async def _same_message_to_both(hubs: list[HubProcess], template: bytes, n: int)
                     "Authorization": f"Bearer {hub.tokens['gemeente']}",
                     "Content-Type": "application/xml",
                 }
-                async with session.post(hub.url + "/v1/berichten", data=body, headers=headers) as r:
-                    return r.status, await r.json()
+                for _ in range(50):
+                    async with session.post(hub.url + "/v1/berichten", data=body, headers=headers) as r:
+                        status, answer = r.status, await r.json()
+                        retry_after = float(r.headers.get("Retry-After", "1"))
+                    if status != 503:
+                        break
+                    await asyncio.sleep(min(retry_after, 0.5))
+                return status, answer
 
             answers = await asyncio.gather(*(post(h) for h in hubs))
             key = "+".join(sorted(str(s) for s, _ in answers))
