@@ -186,7 +186,7 @@ def targets(results: Results, validation: dict[str, Any] | None) -> list[Target]
                 detail="per round: " + ", ".join(f"{x:.2f}" for x in per_round),
             )
         )
-    push = r("delivery.push", "bare.consume-post")
+    push = r("delivery.push", "delivery.bare.consume-post")
     out.append(
         Target(
             "push delivery / bare consume-and-POST loop",

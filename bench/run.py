@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiohttp
 
 from bench.harness import Registry, Results, RunResult, run_rounds
 from bench.loadgen import PLACEHOLDER
+from bench.procs import CpuMeter
 from tests.support.berichten import declaratie, example, with_header
 from tests.support.hubproc import (
     AMQP_URL,
@@ -82,6 +85,8 @@ class Env:
     runs: int = 0
     answered: dict[str, int] = field(default_factory=dict)  # hub -> 202/200 answers, all runs
     half_rate: dict[str, float] = field(default_factory=dict)  # hub -> requests/s for the p99 runs
+    stack: ExitStack | None = None  # for what scenarios start lazily (the delivery hub and receiver)
+    delivery: DeliveryEnv | None = None
 
     def prefix(self) -> str:
         """A fresh 4-character Identificatie prefix per run: messages never repeat within a hub."""
@@ -145,10 +150,14 @@ def write_templates(folder: Path) -> dict[str, Path]:
 
 
 @contextmanager
-def environment(budget: Budget, *, pipelines: bool = True) -> Iterator[Env]:
+def environment(budget: Budget, *, pipelines: bool = True, intake: bool = True) -> Iterator[Env]:
+    """intake=False: only the temporary folder and templates (the delivery scenarios start their own)."""
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hub-bench-")))
-        env = Env(budget, tmp, write_templates(tmp))
+        env = Env(budget, tmp, write_templates(tmp), stack=stack)
+        if not intake:
+            yield env
+            return
         parties = {"gemeente": GEMEENTE, "aanbieder": AANBIEDER}
         pg_url = stack.enter_context(postgres_database())
         for which, url in (("pg", pg_url), ("sqlite", f"sqlite+aiosqlite:///{tmp / 'hub.sqlite'}")):
@@ -395,26 +404,230 @@ def bare_pipeline_sqlite(env: Env) -> RunResult:
 
 
 def _delivery_missing() -> str | None:
+    """Why the delivery scenarios cannot run, or None: `hub worker` and the mailbox routes exist."""
     entry = REPO / "hub" / "entrypoints"
     worker = (entry / "worker.py").exists() or (entry / "commands" / "worker.py").exists()
-    web = (entry / "web.py").read_text()
-    if not worker or "/v1/mailbox" not in web:
+    mailbox = any("/v1/mailbox" in f.read_text() for f in entry.rglob("*.py"))
+    if not worker or not mailbox:
         return "`hub worker` and `/v1/mailbox` do not exist yet (delivery is being built)"
-    return (
-        "`hub worker` and `/v1/mailbox` landed while this harness was written; their scenario "
-        "(and the bare consume-and-POST baseline) is the next step"
+    return None
+
+
+# -- delivery -------------------------------------------------------------------------------------
+
+PUSH_PARTY, MAILBOX_PARTY = AANBIEDER, "87654321"
+DELIVERY_PREFETCH = 4  # the worker's prefetch per receiver queue (hub/adapters/delivery_worker.py)
+
+
+@dataclass
+class DeliveryEnv:
+    """A hub on PostgreSQL whose aanbieder PUSH_PARTY takes push delivery to a local receiver process
+    and MAILBOX_PARTY fetches its mailbox; the same receiver serves the bare consume-and-POST loop."""
+
+    hub: HubProcess
+    receiver: Server
+    templates: dict[str, Path]  # "push", "mailbox": 4 KB WMO301 to each party
+    bare_queue: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.receiver.port}/inbox"
+
+
+def delivery_count(env: Env) -> int:
+    """Messages per delivery run: ~5 s of delivery at ~300 msgs/s in a full run."""
+    return max(200, int(300 * env.budget.seconds))
+
+
+def _delivery_env(env: Env) -> DeliveryEnv:
+    if env.delivery is not None:
+        return env.delivery
+    assert env.stack is not None
+    stack = env.stack
+    folder = env.tmp / "delivery"
+    folder.mkdir()
+    port = free_port()
+    log = (folder / "receiver.log").open("ab")
+    proc = subprocess.Popen(
+        [PY, "-m", "bench.delivery", "receiver", "--port", str(port)], cwd=REPO, stdout=log, stderr=log
+    )
+    log.close()
+    stack.callback(_stop, proc)
+    _wait_port(port, proc)
+    receiver = Server("receiver", proc, port)
+    rules = folder / "routing_rules"
+    shutil.copytree(REPO / "routing_rules", rules)
+    (rules / "channels.csv").write_text(
+        "party,kanaal,endpoint,valid_from,valid_until\n"
+        f"aanbieder:{PUSH_PARTY},push,http://127.0.0.1:{port}/inbox,,\n"
+        f"aanbieder:{MAILBOX_PARTY},mailbox,,,\n"
+    )
+    url = stack.enter_context(postgres_database())
+    hub = prepare_hub(
+        url,
+        folder,
+        {"gemeente": GEMEENTE, "mailbox": MAILBOX_PARTY},
+        HUB_ROUTING_RULES=str(rules),
+        HUB_AMQP_EXCHANGE=f"bench.{env.tag}.delivery",
+        HUB_AMQP_QUEUE_PREFIX=f"bench.{env.tag}.delivery.ontvanger.",
+    )
+    hub.start()
+    stack.callback(_delete_topology, hub)
+    stack.callback(hub.stop)
+    ident = PLACEHOLDER.decode()
+    templates = {}
+    for name, party in (("push", PUSH_PARTY), ("mailbox", MAILBOX_PARTY)):
+        xml = with_header(
+            example("iwmo-3.2", "WMO301"), ontvanger=party, identificatie=ident, dagtekening=date.today()
+        )
+        templates[name] = folder / f"wmo301-{name}.xml"
+        templates[name].write_bytes(xml)
+    bare_queue = f"bench.{env.tag}.bare.delivery"
+    env.queues += [hub.queue(f"aanbieder:{PUSH_PARTY}"), hub.queue(f"aanbieder:{MAILBOX_PARTY}"), bare_queue]
+    env.delivery = DeliveryEnv(hub, receiver, templates, bare_queue)
+    return env.delivery
+
+
+def _receiver(d: DeliveryEnv, what: str) -> dict[str, Any]:
+    async def ask() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            method = session.post if what == "reset" else session.get
+            async with method(f"http://127.0.0.1:{d.receiver.port}/{what}") as r:
+                answer: dict[str, Any] = await r.json()
+                return answer
+
+    return asyncio.run(ask())
+
+
+def _preload_hub(env: Env, d: DeliveryEnv, template: str, n: int) -> None:
+    spec = {
+        "url": d.hub.url + "/v1/berichten",
+        "token": d.hub.tokens["gemeente"],
+        "template": str(d.templates[template]),
+        "prefix": env.prefix(),
+        "n": n,
+        "concurrency": 32,
+    }
+    out = _subprocess_json([PY, "-m", "bench.delivery", "preload", json.dumps(spec)], timeout=300)
+    if out["ok"] != n:
+        raise RuntimeError(f"preload: {out['ok']} of {n} accepted ({out['statuses']})")
+
+
+def _timed_arrivals(d: DeliveryEnv, n: int, pids: list[int], wait: float = 180.0) -> RunResult:
+    """From the receiver's first arrival to its n-th distinct one; CPU of `pids` over about that window."""
+    meter = CpuMeter(pids, self_group=None)
+    deadline = time.monotonic() + wait
+    started = False
+    stats: dict[str, Any] = {"n": 0}
+    while time.monotonic() < deadline:
+        stats = _receiver(d, "stats")
+        if stats["n"] > 0 and not started:
+            meter.start()
+            started = True
+        if stats["n"] >= n:
+            break
+        time.sleep(0.02)
+    else:
+        raise RuntimeError(f"only {stats['n']} of {n} messages arrived within {wait:.0f} s")
+    cpu = meter.stop()
+    seconds = max(1e-6, float(stats["last"]) - float(stats["first"]))
+    return RunResult(
+        msgs_per_s=(n - 1) / seconds,
+        ok=n,
+        seconds=seconds,
+        cpu_s=cpu,
+        rss_mib=meter.peak_rss_mib(),
+        statuses={"ok": n},
     )
 
 
-def _not_yet(env: Env) -> RunResult:
-    raise RuntimeError("delivery scenarios are registered as unavailable")
+def delivery_push(env: Env) -> RunResult:
+    d = _delivery_env(env)
+    n = delivery_count(env)
+    _receiver(d, "reset")
+    _preload_hub(env, d, "push", n)  # no worker yet: the messages wait in the receiver's queue
+    worker = d.hub.start_worker(name="worker", metrics_port=0)
+    try:
+        return _timed_arrivals(d, n, [worker.pid])
+    finally:
+        d.hub.stop_workers()
 
 
-for _name, _text in (
-    ("delivery.push", "queue -> `hub worker` -> push receiver (HTTP), messages/s"),
-    ("delivery.mailbox", "queue -> `/v1/mailbox` fetch + ack, messages/s"),
-):
-    SCENARIOS.add_fn(_name, "delivery", _text, _not_yet, unavailable=_delivery_missing)
+def delivery_bare(env: Env) -> RunResult:
+    d = _delivery_env(env)
+    n = delivery_count(env)
+    _receiver(d, "reset")
+    spec = {
+        "amqp": AMQP_URL,
+        "name": d.bare_queue,
+        "arguments": {"x-queue-type": "quorum", "x-delivery-limit": 20},
+        "template": str(d.templates["push"]),
+        "prefix": env.prefix(),
+        "n": n,
+        "prefetch": DELIVERY_PREFETCH,
+        "endpoint": d.endpoint,
+    }
+    _subprocess_json([PY, "-m", "bench.delivery", "bare-preload", json.dumps(spec)], timeout=300)
+    consumer = subprocess.Popen(
+        [PY, "-m", "bench.delivery", "bare-consume", json.dumps(spec)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        return _timed_arrivals(d, n, [consumer.pid])
+    finally:
+        try:
+            consumer.wait(30)
+        except subprocess.TimeoutExpired:
+            _stop(consumer)
+
+
+def delivery_mailbox(env: Env) -> RunResult:
+    d = _delivery_env(env)
+    n = delivery_count(env)
+    _preload_hub(env, d, "mailbox", n)
+    assert d.hub.proc is not None
+    spec = {
+        "url": d.hub.url,
+        "token": d.hub.tokens["mailbox"],
+        "n": n,
+        "concurrency": 8,
+        "server_pids": [d.hub.proc.pid],
+    }
+    out = _subprocess_json([PY, "-m", "bench.delivery", "mailbox", json.dumps(spec)], timeout=300)
+    if out["ok"] < n:
+        raise RuntimeError(f"mailbox: {out['ok']} of {n} acked ({out['statuses']})")
+    return RunResult.from_json(out)
+
+
+SCENARIOS.add_fn(
+    "delivery.push",
+    "delivery",
+    f"N 4 KB messages posted through `hub serve` (PostgreSQL) to a push receiver while no worker runs; "
+    f"then `hub worker` starts and delivers them to a local aiohttp receiver process (prefetch "
+    f"{DELIVERY_PREFETCH}; status `delivered` committed per message); messages/s from the receiver's "
+    "first arrival to its N-th; `server` CPU is the worker's",
+    delivery_push,
+    unavailable=_delivery_missing,
+)
+SCENARIOS.add_fn(
+    "delivery.bare.consume-post",
+    "baseline",
+    f"the same N 4 KB messages published (persistent, confirmed) to a quorum queue, then a bare aio-pika "
+    f"consumer (prefetch {DELIVERY_PREFETCH}) POSTs each to the same receiver and acks on 2xx; timed like "
+    "delivery.push; `server` CPU is the consumer's",
+    delivery_bare,
+)
+SCENARIOS.add_fn(
+    "delivery.mailbox",
+    "delivery",
+    "N 4 KB messages posted through `hub serve` (PostgreSQL) to a mailbox receiver; a client lists "
+    "`/v1/mailbox?limit=100`, GETs each body and POSTs its ack, 8 at a time, until all N are acked; "
+    "`server` CPU is `hub serve`'s, `loadgen` the client's",
+    delivery_mailbox,
+    unavailable=_delivery_missing,
+)
 _register_hub_intake()
 
 
@@ -480,11 +693,10 @@ def run_all(
     results = Results()
     checks: dict[str, Any] = {}
     scenarios = SCENARIOS.select(quick=quick, only=only)
-    with environment(budget) as env:
-        log(
-            f"environment ready in {env.tmp} (hubs: pg on :{env.hubs['pg'].port}, "
-            f"sqlite on :{env.hubs['sqlite'].port})"
-        )
+    intake = any(s.kind != "delivery" and not s.name.startswith("delivery.") for s in scenarios)
+    with environment(budget, intake=intake) as env:
+        ports = ", ".join(f"{which} on :{hub.port}" for which, hub in env.hubs.items())
+        log(f"environment ready in {env.tmp} (hubs: {ports or 'none yet'})")
         run_rounds(scenarios, env, budget.rounds, between=purge_queues, log=log, results=results)
         for which in ("pg", "sqlite"):
             runs = results.runs.get(f"hub.{which}.4k.c64")
