@@ -30,7 +30,10 @@ class DeliveryReads:
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for pure reads, in autocommit: each SELECT is its own statement, with no
+        BEGIN and ROLLBACK round trips around it (a read needs no transaction of its own)."""
         async with unavailable_as_store_error(READ_TIMEOUT_S), self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     async def _many(self, query: Any) -> list[StoredBericht]:
