@@ -122,6 +122,10 @@ class GroupCommitWriter(Generic[Op]):
                 outcomes = await self._apply(conn, ops)
         except Exception as exc:
             if is_unavailable(exc):
+                if attempt == 0:
+                    # Often one dead pooled connection (the server restarted or killed it a moment
+                    # ago): the pool has dropped it; one more go on a fresh connection settles it.
+                    return await self._write(batch, attempt + 1)
                 logger.warning("group commit: database unavailable (%s items): %s", len(batch), exc)
                 for _, future in batch:
                     _settle(future, StoreUnavailable(f"database unavailable: {exc}"))
