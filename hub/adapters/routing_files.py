@@ -302,6 +302,12 @@ class _Loader:
             if ref not in directory:
                 self.error(at, f"{what} {ref} is not in {GEMEENTEN} or {PARTIES}")
 
+        def known_or_registered(ref: PartyRef, at: _At, what: str) -> None:
+            # Aanbieders are mostly registered at run time (`hub parties add`), not in the files: their
+            # channel, retry and certificate rows may name them all the same.
+            if ref.kind is not PartyKind.AANBIEDER:
+                known(ref, at, what)
+
         seen_merger: dict[str, _At] = {}
         for at, m in self.mergers:
             if m.code in seen_merger:
@@ -318,7 +324,7 @@ class _Loader:
 
         channels: dict[PartyRef, list[tuple[_At, Period]]] = {}
         for at, c in self.channels:
-            known(c.party, at, "party")
+            known_or_registered(c.party, at, "party")
             channels.setdefault(c.party, []).append((at, c.period))
         _overlaps(self, channels, "channel for")
 
@@ -331,7 +337,7 @@ class _Loader:
 
         retry_rows: dict[PartyRef, _At] = {}
         for at, r in self.retry:
-            known(r.party, at, "party")
+            known_or_registered(r.party, at, "party")
             if r.party in retry_rows:
                 self.error(at, f"retry for {r.party} is set already (line {retry_rows[r.party].line})")
             retry_rows[r.party] = at
@@ -339,9 +345,8 @@ class _Loader:
         by_oin: dict[str, list[tuple[_At, Period]]] = {}
         by_fingerprint: dict[str, list[tuple[_At, Period]]] = {}
         for at, cert in self.certificates:
-            # Aanbieders may be registered at run time (`hub parties add`) rather than in the files.
-            if cert.party is not None and cert.party.kind is not PartyKind.AANBIEDER:
-                known(cert.party, at, "party")
+            if cert.party is not None:
+                known_or_registered(cert.party, at, "party")
             if cert.oin:
                 by_oin.setdefault(cert.oin, []).append((at, cert.period))
             if cert.fingerprint:

@@ -121,8 +121,8 @@ BROKEN_ROWS = [
     ("mergers.csv", "0599,0363,", "effective is required"),
     (
         "channels.csv",
-        "aanbieder:99999999,mailbox,,,",
-        "aanbieder:99999999 is not in gemeenten.csv or parties.csv",
+        "gemeente:9999,mailbox,,,",
+        "gemeente:9999 is not in gemeenten.csv or parties.csv",
     ),
     ("channels.csv", "cak:CAK,mailbox,,2020-01-01,", "channel for cak:CAK: period 2020-01-01"),
     ("channels.csv", "aanbieder:87654321,push,,,", "push needs an http(s) endpoint"),
