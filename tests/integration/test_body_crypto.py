@@ -18,7 +18,7 @@ from hub.adapters.db.tables import bericht_bodies
 from hub.entrypoints.cli import main
 from hub.service.ports import BodyUnreadable
 from tests.integration.conftest import run_async
-from tests.integration.test_audit_store import nieuw
+from tests.support.records import nieuw
 
 K1 = "k1:" + base64.b64encode(b"1" * 32).decode()
 K2 = "k2:" + base64.b64encode(b"2" * 32).decode()

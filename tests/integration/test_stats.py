@@ -14,7 +14,7 @@ from hub.adapters.db.stats import SqlStats
 from hub.adapters.db.tables import berichten
 from hub.domain.catalogue import CATALOGUE
 from hub.domain.parties import PartyKind, PartyRef
-from tests.integration.test_audit_store import nieuw
+from tests.support.records import nieuw
 
 NOW = datetime(2026, 3, 11, 12, 0, tzinfo=UTC)  # a Wednesday
 GEMEENTE = PartyRef(PartyKind.GEMEENTE, "0363")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pytest
 
@@ -14,8 +14,9 @@ from hub.domain.parties import PartyKind, PartyRef
 from hub.domain.retry import Classification, RetryPolicy, classify
 from hub.domain.routing import RoutingRules
 from hub.service.delivery import Action, Delivery, Envelope, PushResult
-from hub.service.ports import BerichtStatus, NieuwBericht
+from hub.service.ports import BerichtStatus
 from tests.support.fakes import FakeAuditStore
+from tests.support.records import nieuw
 
 PUSH = PartyRef(PartyKind.AANBIEDER, "12345678")
 MAILBOX = PartyRef(PartyKind.AANBIEDER, "87654321")
@@ -54,29 +55,9 @@ def _rules() -> RoutingRules:
 async def _stored(
     store: FakeAuditStore, receiver: PartyRef, status: BerichtStatus = BerichtStatus.FORWARDED
 ) -> str:
-    mid = str(uuid.uuid4())
-    await store.store_received(
-        NieuwBericht(
-            message_id=mid,
-            conversation_id=mid,
-            standaard="iWmo",
-            release="3.2",
-            berichttype="WMO301",
-            berichtcode="414",
-            afzender=GEMEENTE,
-            ontvanger=receiver.code,
-            receiver=receiver,
-            identificatie=mid[:12],
-            dagtekening=date(2026, 1, 5),
-            answers_message_id=None,
-            sha256="0" * 64,
-            size=1,
-            body=b"<x/>",
-            received_at=datetime.now(UTC),
-            request_id="r",
-            routing_version="t",
-        )
-    )
+    mid = (
+        await store.store_received(nieuw(afzender=GEMEENTE, receiver=receiver, ontvanger=receiver.code))
+    ).message_id
     if status is not BerichtStatus.RECEIVED:
         await store.mark_forwarded(mid, queue="q")
     if status is BerichtStatus.DELIVERED:
