@@ -203,14 +203,19 @@ class Intake:
             done.set_result(None)
 
     async def _accept(self, r: _Request, bericht: Bericht, afzender: PartyRef) -> Accepted:
+        # No look-up of the identity first: a new message (the common case) is stored straight away,
+        # and the unique identity index turns a duplicate or a retry into IdentityConflict with the
+        # stored row (below), which `_again` answers. Only a message about to be refused is looked
+        # up, so that a copy of an accepted one is still answered as that message, never refused.
         try:
-            existing = await self._store.find_by_identity(
-                afzender, bericht.type.naam, bericht.identiteit.identificatie, bericht.identiteit.dagtekening
-            )
-            if existing is not None:
-                return await self._again(existing, bericht, r.sha256)
-            answered = await self._answered(bericht)
-            bestemming = await self._route(r.rules, bericht, r.on, answered)
+            try:
+                answered = await self._answered(bericht)
+                bestemming = await self._route(r.rules, bericht, r.on, answered)
+            except HubError:
+                existing = await self._find(afzender, bericht)
+                if existing is not None:
+                    return await self._again(existing, bericht, r.sha256)
+                raise
         except Refused as refusal:
             await self._record_refusal(r.request_id, r.sender, refusal, r.sha256, len(r.data))
             raise
@@ -246,12 +251,26 @@ class Intake:
         )
         try:
             stored = await self._store.store_received(nieuw)
-        except IdentityConflict as conflict:  # another process stored the same message first
-            return await self._again(conflict.existing, bericht, r.sha256)
+        except IdentityConflict as conflict:  # stored before: a duplicate, a retry, or another process's
+            return await self._stored_before(r, conflict.existing, bericht)
         except StoreUnavailable as exc:
             raise Unavailable("database") from exc
         await self._forward(stored, r.data)
         return Accepted(message_id, bericht, bestemming.ontvanger)
+
+    async def _stored_before(self, r: _Request, existing: StoredBericht, bericht: Bericht) -> Accepted:
+        try:
+            return await self._again(existing, bericht, r.sha256)
+        except Refused as refusal:  # the same identity with other content
+            await self._record_refusal(r.request_id, r.sender, refusal, r.sha256, len(r.data))
+            raise
+        except StoreUnavailable as exc:
+            raise Unavailable("database") from exc
+
+    async def _find(self, afzender: PartyRef, bericht: Bericht) -> StoredBericht | None:
+        return await self._store.find_by_identity(
+            afzender, bericht.type.naam, bericht.identiteit.identificatie, bericht.identiteit.dagtekening
+        )
 
     async def _validate(self, data: bytes, on: date) -> Validatie:
         started = time.perf_counter()
