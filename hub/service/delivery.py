@@ -8,6 +8,7 @@ receiver can drop the repeat by its X-Message-Id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -123,12 +124,17 @@ class Delivery:
             detail["error"] = result.error
         elif verdict is not Classification.DELIVERED:
             detail["error"] = f"HTTP {result.status}"
-        await self._store.record_attempt(stored.message_id, channel="push", outcome=outcome, detail=detail)
-
         if verdict is Classification.DELIVERED:
-            await self._store.mark_delivered(stored.message_id, channel="push")
+            # Both writes are handed to the store at once, the attempt first (the group-commit writer
+            # keeps their order, which is the order of the events): one commit for the two instead of
+            # one each, while the message holds one of the receiver's few delivery slots.
+            await asyncio.gather(
+                self._store.record_attempt(stored.message_id, channel="push", outcome=outcome, detail=detail),
+                self._store.mark_delivered(stored.message_id, channel="push"),
+            )
             self._observer.succeeded("push", kind, took)
             return Decision(Action.ACK, attempts=attempt, reason="delivered")
+        await self._store.record_attempt(stored.message_id, channel="push", outcome=outcome, detail=detail)
         if verdict is Classification.PERMANENT:
             return await self._dead(stored, f"the receiver refused it: HTTP {result.status}", attempt)
         policy = self._policy(stored.receiver)
