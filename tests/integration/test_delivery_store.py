@@ -93,6 +93,25 @@ async def test_mark_forwarded_never_undoes_a_delivery(store: SqlAlchemyAuditStor
     assert row is not None and row.status is BerichtStatus.DELIVERED
 
 
+async def test_successful_pushes_of_one_batch_count_each_attempt_once(store: SqlAlchemyAuditStore) -> None:
+    ids = [await _forwarded(store, _nieuw()) for _ in range(3)]
+    # As the worker does: attempt and `delivered` handed to the writer at once, for several messages.
+    await asyncio.gather(
+        *(
+            call
+            for mid in ids
+            for call in (
+                store.record_attempt(mid, channel="push", outcome="ok", detail={"attempt": 1}),
+                store.mark_delivered(mid, channel="push"),
+            )
+        )
+    )
+    for mid in ids:
+        row = await store.get(mid)
+        assert row is not None and row.status is BerichtStatus.DELIVERED and row.attempts == 1
+        assert [e.kind for e in await store.events(mid)][-2:] == ["delivery_attempted", "delivered"]
+
+
 async def test_attempts_dead_letters_and_replay(store: SqlAlchemyAuditStore) -> None:
     mid = await _forwarded(store, _nieuw())
     await store.record_attempt(mid, channel="push", outcome="retry", detail={"error": "HTTP 503"})

@@ -132,6 +132,20 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
         )
         answered = set(found.scalars())
 
+    # Successful attempts only count: one UPDATE for all of them (unless a message is attempted twice
+    # in the batch), instead of one round trip each. They run before the transitions, as each attempt
+    # is submitted before its `delivered` transition.
+    ok_attempts = [op for op in ops if isinstance(op, RecordAttempt) and op.outcome == "ok"]
+    counted = {op.message_id for op in ok_attempts}
+    if len(ok_attempts) < 2 or len(counted) != len(ok_attempts):
+        counted = set()
+    else:
+        await conn.execute(
+            update(berichten)
+            .where(berichten.c.message_id.in_(counted))
+            .values(attempts=berichten.c.attempts + 1, updated_at=max(op.at for op in ok_attempts))
+        )
+
     for i, op in enumerate(ops):
         if isinstance(op, Transition):
             values: dict[str, Any] = {"status": op.to.value, "updated_at": op.at}
@@ -149,7 +163,7 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
             )
             if done.rowcount != 1:
                 outcomes[i] = NotInState(op.message_id)
-        elif isinstance(op, RecordAttempt):
+        elif isinstance(op, RecordAttempt) and not (op.outcome == "ok" and op.message_id in counted):
             attempt = {"attempts": berichten.c.attempts + 1, "updated_at": op.at}
             if op.outcome != "ok":
                 attempt["last_error"] = str(op.detail.get("error", op.outcome))[:300]
