@@ -483,6 +483,8 @@ def _delivery_env(env: Env) -> DeliveryEnv:
         templates[name] = folder / f"wmo301-{name}.xml"
         templates[name].write_bytes(xml)
     bare_queue = f"bench.{env.tag}.bare.delivery"
+    if not env.hubs:  # without the intake environment nothing else deletes the bare queue
+        stack.callback(lambda: asyncio.run(_delete_bare(env)))
     env.queues += [hub.queue(f"aanbieder:{PUSH_PARTY}"), hub.queue(f"aanbieder:{MAILBOX_PARTY}"), bare_queue]
     env.delivery = DeliveryEnv(hub, receiver, templates, bare_queue)
     return env.delivery
