@@ -125,39 +125,41 @@ async def post_bericht(request: web.Request) -> web.StreamResponse:
         return _refuse_early(gw, rid, ErrorCode.TOO_LARGE, too_large)
     budget = request.app[ACCESS].budget
     reserved = 0
-    try:
-        # The cap on request bytes in flight (HUB_MAX_INFLIGHT_BYTES), before the body is read: a
-        # declared length is reserved whole; a chunked body is counted as it arrives. The whole body
-        # must arrive within HUB_BODY_READ_TIMEOUT: a sender that trickles (or stops) does not hold
-        # its share of the cap, a handler and a connection for ever.
-        async with asyncio.timeout(gw.body_read_timeout):
-            if request.content_length is not None:
-                if not budget.try_reserve(request.content_length):
-                    return _over_capacity(gw, rid)
-                reserved = request.content_length
-                try:
-                    data = await request.read()  # bounded by the app's client_max_size
-                except web.HTTPRequestEntityTooLarge:
-                    return _refuse_early(gw, rid, ErrorCode.TOO_LARGE, too_large)
-            else:
-                chunks: list[bytes] = []
-                async for chunk in request.content.iter_any():
-                    if reserved + len(chunk) > gw.max_body_bytes:
-                        return _refuse_early(gw, rid, ErrorCode.TOO_LARGE, too_large)
-                    if not budget.try_reserve(len(chunk)):
+    try:  # every way out releases what was reserved: refusals, timeouts, a sender that goes away
+        try:
+            # The cap on request bytes in flight (HUB_MAX_INFLIGHT_BYTES), before the body is read: a
+            # declared length is reserved whole; a chunked body is counted as it arrives. The whole
+            # body must arrive within HUB_BODY_READ_TIMEOUT: a sender that trickles (or stops) does not
+            # hold its share of the cap, a handler and a connection for ever.
+            async with asyncio.timeout(gw.body_read_timeout):
+                if request.content_length is not None:
+                    if not budget.try_reserve(request.content_length):
                         return _over_capacity(gw, rid)
-                    reserved += len(chunk)
-                    chunks.append(chunk)
-                data = b"".join(chunks)
-                del chunks
-    except TimeoutError:
-        budget.release(reserved)
-        response = _refuse_early(
-            gw, rid, ErrorCode.REQUEST_TIMEOUT, f"the body did not arrive within {gw.body_read_timeout:g} s"
-        )
-        response.force_close()  # the rest of the body may still be on its way: do not keep the connection
-        return response
-    try:
+                    reserved = request.content_length
+                    try:
+                        data = await request.read()  # bounded by the app's client_max_size
+                    except web.HTTPRequestEntityTooLarge:
+                        return _refuse_early(gw, rid, ErrorCode.TOO_LARGE, too_large)
+                else:
+                    chunks: list[bytes] = []
+                    async for chunk in request.content.iter_any():
+                        if reserved + len(chunk) > gw.max_body_bytes:
+                            return _refuse_early(gw, rid, ErrorCode.TOO_LARGE, too_large)
+                        if not budget.try_reserve(len(chunk)):
+                            return _over_capacity(gw, rid)
+                        reserved += len(chunk)
+                        chunks.append(chunk)
+                    data = b"".join(chunks)
+                    del chunks
+        except TimeoutError:
+            response = _refuse_early(
+                gw,
+                rid,
+                ErrorCode.REQUEST_TIMEOUT,
+                f"the body did not arrive within {gw.body_read_timeout:g} s",
+            )
+            response.force_close()  # the rest of the body may still be on its way: drop the connection
+            return response
         return await _submit(gw, rid, data, sender)
     finally:
         budget.release(reserved)

@@ -138,6 +138,7 @@ async def test_every_endpoint_with_every_role(rig: Rig) -> None:
             allowed = r.status not in (401, 403, 404)
             assert allowed == (role in EXPECTED[key]), (method, route, role, r.status, await r.text())
             if allowed:
+                assert r.status < 500, (method, route, role, r.status, await r.text())
                 continue
             refusals = [w for w in rig.store.refusals if w.request_id == rid]
             assert len(refusals) == 1, (method, route, role, r.status)
@@ -291,6 +292,39 @@ async def test_request_bytes_in_flight_are_capped_before_bodies_are_read(
         assert status == 202, answer
         assert budget.in_use == 0 and budget.peak <= cap
         r = await rig.client.post("/v1/berichten", data=second, headers=rig.auth("gemeente_b"))
+        assert r.status == 202, await r.text()
+        assert budget.in_use == 0
+
+
+async def test_every_way_out_of_a_body_read_gives_its_bytes_back(make_rig: MakeRig) -> None:
+    """Refused, over the cap, or abandoned mid-body: the in-flight budget returns to zero each time.
+
+    A leak here would be a denial of service for everyone: a few such requests and the gateway
+    answers 503 to all senders until it is restarted.
+    """
+    body = wmo301()
+    async with make_rig(max_inflight_bytes=len(body) * 3) as rig:
+        budget = rig.app[ACCESS].budget
+        for _ in range(4):  # more than the cap holds, if any of them leaked
+            # A chunked body that grows past HUB_MAX_BODY_BYTES (100,000 here): 413.
+            big = await _open_post(rig, "gemeente_a", None, b"")
+            chunk = b"<" * 60_000
+            big.write((f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") * 2)
+            status, _, answer = await _answer(big)
+            assert status == 413, answer
+            # A chunked body that outgrows the in-flight cap: 503.
+            over = await _open_post(rig, "gemeente_b", None, b"")
+            chunk = body * 2
+            over.write((f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") * 2)
+            status, _, answer = await _answer(over)
+            assert status == 503, answer
+            # A sender that declares a length, sends part of it and goes away.
+            gone = await _open_post(rig, "gemeente_a", len(body), body[:100])
+            await _until(lambda: budget.in_use == len(body))
+            gone.close()
+            _READERS.pop(gone)
+            await _until(lambda: budget.in_use == 0)
+        r = await rig.client.post("/v1/berichten", data=body, headers=rig.auth("gemeente_a"))
         assert r.status == 202, await r.text()
         assert budget.in_use == 0
 
