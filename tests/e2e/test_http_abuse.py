@@ -169,7 +169,7 @@ def test_content_length_shorter_than_the_body_cuts_it(hub: HubProcess) -> None:
 def test_oversized_and_contradictory_headers_are_400(hub: HubProcess, name: str, extra: list[str]) -> None:
     took, status, _, _ = run(_exchange(hub.port, _head(hub, *extra) + b"0\r\n\r\n"))
     assert status in (400, 431), (name, status)
-    assert took < 1.0
+    assert took < BOUND  # an answer, not a hang (no speed is asserted)
 
 
 @pytest.mark.parametrize(
@@ -189,7 +189,7 @@ def test_a_valid_chunked_message_is_accepted_and_the_hub_still_serves(hub: HubPr
     assert status == 202, answer
     took, status, _, answer = run(_exchange(hub.port, _head(hub, f"Content-Length: {len(body)}") + body))
     assert status == 200 and json.loads(answer)["duplicate"] is True  # the same message again
-    assert took < 1.0
+    assert took < BOUND  # an answer, not a hang (no speed is asserted)
 
 
 def test_the_bodies_cut_short_left_nothing_of_theirs_in_the_log(hub: HubProcess) -> None:
