@@ -148,7 +148,12 @@ async def build_worker(
             observer=observer,
         )
         worker = DeliveryWorker(
-            settings.amqp_url, topology_of(settings), delivery, store, lambda: rules.current
+            settings.amqp_url,
+            topology_of(settings),
+            delivery,
+            store,
+            lambda: rules.current,
+            amqp_settle_after=settings.amqp_settle_seconds,
         )
         await worker.start()
         stack.push_async_callback(worker.stop)

@@ -2,7 +2,8 @@
 
 - Queue discovery: every few seconds the worker asks the database which receivers have messages in
   their queue (status forwarded) and consumes those whose channel is push or mailbox; a receiver on the
-  AMQP channel consumes its queue itself, so the worker cancels its consumer there.
+  AMQP channel consumes its queue itself, so the worker cancels its consumer there, and records as
+  delivered what was forwarded to that queue before the worker last saw it empty (see _settle_amqp).
 - One consumer per receiver queue with a small prefetch: a slow or dead receiver holds only its own
   few messages, never another receiver's (no head-of-line blocking across receivers).
 - Retries wait in RabbitMQ, not in the worker: a copy goes to a delay queue (one per level, a fixed
@@ -22,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
@@ -62,6 +63,7 @@ class DeliveryWorker:
         discover_every: float = 2.0,
         idle_after: float = 600.0,
         today: Callable[[], date] = date.today,
+        amqp_settle_after: float = 30.0,
     ) -> None:
         self._url = url
         self._topology = topology
@@ -72,6 +74,7 @@ class DeliveryWorker:
         self._discover_every = discover_every
         self._idle_after = idle_after
         self._today = today
+        self._amqp_settle_after = timedelta(seconds=amqp_settle_after)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._consumers: dict[str, tuple[AbstractQueue, str]] = {}  # queue key -> (queue, consumer tag)
@@ -126,11 +129,32 @@ class DeliveryWorker:
             kanaal = rules.delivery(receiver, today).kanaal
             if kanaal is Kanaal.AMQP:
                 await self._cancel(key)
+                await self._settle_amqp(receiver, key)
             elif key not in self._consumers:
                 await self._consume(key)
         for key in [k for k, seen in self._last_pending.items() if now - seen > self._idle_after]:
             await self._cancel(key)
             del self._last_pending[key]
+
+    async def _settle_amqp(self, receiver: PartyRef, key: str) -> None:
+        """Record the delivery of an AMQP receiver's messages: the hub does not see its consumer.
+
+        A message forwarded (published and confirmed) before the cutoff was in the queue before this
+        look; if the queue now holds no ready message, the receiver's consumer has taken it. (One it
+        took but never acks, RabbitMQ gives it again: nothing is lost by recording it now.) The margin
+        of `amqp_settle_after` covers clock differences between gateway hosts and the time between a
+        confirm and the committed `forwarded`.
+        """
+        assert self._channel is not None
+        cutoff = datetime.now(UTC) - self._amqp_settle_after
+        queue = await self._channel.declare_queue(
+            self._topology.queue_name(key), durable=True, arguments=self._topology.queue_arguments()
+        )
+        result = queue.declaration_result
+        if result is None or result.message_count:
+            return  # not yet taken: the backlog gauge and its alert show it
+        for message_id in await self._store.forwarded_before(receiver, cutoff, limit=1000):
+            await self._store.mark_delivered(message_id, channel="amqp", event="taken_from_queue")
 
     async def _discover_forever(self) -> None:
         while not self._stopping:

@@ -247,6 +247,10 @@ class DeliveryStore(Protocol):
         """Receivers with messages in their queue (status FORWARDED): whose queues need a consumer."""
         ...
 
+    async def forwarded_before(self, receiver: PartyRef, before: datetime, *, limit: int) -> list[str]:
+        """Ids of the receiver's FORWARDED messages last changed before `before`, oldest first."""
+        ...
+
     async def record_attempt(
         self, message_id: str, *, channel: str, outcome: str, detail: dict[str, Any] | None = None
     ) -> None:

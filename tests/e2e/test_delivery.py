@@ -13,11 +13,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import aiohttp
 import pytest
 
 from tests.support.berichten import example, with_header
 from tests.support.hubproc import (
+    AMQP_URL,
     REPO,
     HubProcess,
     delete_topology,
@@ -59,6 +61,7 @@ def hub(tmp_path: Path, receiver: Receiver, stuck: Receiver) -> Iterator[HubProc
         f"aanbieder:{PUSH},push,{receiver.endpoint},,\n"
         f"aanbieder:{MAILBOX},mailbox,,,\n"
         f"aanbieder:{STUCK},push,{stuck.endpoint},,\n"
+        "gemeente:0363,amqp,,,\n"
     )
     with postgres_database() as url:
         hub = prepare_hub(
@@ -69,6 +72,7 @@ def hub(tmp_path: Path, receiver: Receiver, stuck: Receiver) -> Iterator[HubProc
             HUB_RETRY_BASE_SECONDS="1",
             HUB_RETRY_CAP_SECONDS="2",
             HUB_RETRY_MAX_ATTEMPTS="6",
+            HUB_AMQP_SETTLE_SECONDS="1",
         )
         hub.start()
         yield hub
@@ -93,9 +97,12 @@ async def _send(session: aiohttp.ClientSession, hub: HubProcess, ontvanger: str,
     return ids
 
 
-async def _status(session: aiohttp.ClientSession, hub: HubProcess, mid: str) -> dict[str, Any]:
+async def _status(
+    session: aiohttp.ClientSession, hub: HubProcess, mid: str, token: str | None = None
+) -> dict[str, Any]:
     async with session.get(
-        f"{hub.url}/v1/berichten/{mid}", headers={"Authorization": f"Bearer {hub.tokens['gemeente']}"}
+        f"{hub.url}/v1/berichten/{mid}",
+        headers={"Authorization": f"Bearer {token or hub.tokens['gemeente']}"},
     ) as r:
         assert r.status == 200
         answer: dict[str, Any] = await r.json()
@@ -103,10 +110,15 @@ async def _status(session: aiohttp.ClientSession, hub: HubProcess, mid: str) -> 
 
 
 async def _wait_status(
-    session: aiohttp.ClientSession, hub: HubProcess, mid: str, status: str, within: float = 30
+    session: aiohttp.ClientSession,
+    hub: HubProcess,
+    mid: str,
+    status: str,
+    within: float = 30,
+    token: str | None = None,
 ) -> dict[str, Any]:
     for _ in range(int(within * 5)):
-        answer = await _status(session, hub, mid)
+        answer = await _status(session, hub, mid, token)
         if answer["status"] == status:
             return answer
         await asyncio.sleep(0.2)
@@ -181,6 +193,41 @@ async def test_receiver_answering_500_then_200_and_400_dead_letter_then_replay(
         assert replayed["detail"]["by"].startswith("cli:")
         assert receiver.accepted[bad] == 1
         assert run_cli(hub.env, "deadletters", "list") == ""
+
+
+async def test_an_amqp_receiver_consumes_its_own_queue_and_the_hub_records_the_delivery(
+    hub: HubProcess,
+) -> None:
+    """Gemeente 0363 takes delivery over AMQP: the worker does not consume its queue, and marks its
+    messages delivered only once the receiver has taken them (so they leave the backlog and retention
+    may purge their bodies)."""
+    hub.start_worker()
+    body = with_header(
+        example("iwmo-3.2", "WMO315"),
+        afzender=MAILBOX,
+        ontvanger="0363",
+        identificatie=uuid.uuid4().hex[:12],
+        dagtekening=date(2026, 1, 5),
+    )
+    headers = {"Authorization": f"Bearer {hub.tokens['mailbox']}", "Content-Type": "application/xml"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{hub.url}/v1/berichten", data=body, headers=headers) as r:
+            assert r.status == 202, await r.text()
+            mid = (await r.json())["message_id"]
+        await asyncio.sleep(4)  # several discovery rounds, settle margin passed: still in the queue
+        assert (await _status(session, hub, mid, token=hub.tokens["mailbox"]))["status"] == "forwarded"
+
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(hub.queue("gemeente:0363"), passive=True)
+            message = await queue.get(timeout=5)
+            assert message is not None and message.message_id == mid and message.body == body
+            await message.ack()
+        answer = await _wait_status(session, hub, mid, "delivered", token=hub.tokens["mailbox"])
+        taken = [e for e in answer["events"] if e["event"] == "taken_from_queue"]
+        assert len(taken) == 1 and taken[0]["detail"]["channel"] == "amqp"
+        assert not [e for e in answer["events"] if e["event"] == "delivery_attempted"]
 
 
 async def test_mailbox_message_stays_until_acked(hub: HubProcess) -> None:

@@ -141,6 +141,14 @@ class FakeAuditStore:
             {r.receiver for r in self.rows.values() if r.status is BerichtStatus.FORWARDED}, key=str
         )
 
+    async def forwarded_before(self, receiver: PartyRef, before: datetime, *, limit: int) -> list[str]:
+        self._check()
+        found = sorted(
+            (r for r in self.rows.values() if r.status is BerichtStatus.FORWARDED and r.receiver == receiver),
+            key=lambda r: r.updated_at,
+        )
+        return [r.message_id for r in found if r.updated_at < before][:limit]
+
     async def record_attempt(
         self, message_id: str, *, channel: str, outcome: str, detail: dict[str, Any] | None = None
     ) -> None:

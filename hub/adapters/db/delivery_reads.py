@@ -51,6 +51,22 @@ class DeliveryReads:
             rows = (await conn.execute(query)).all()
         return [PartyRef(PartyKind(kind), code) for kind, code in rows]
 
+    async def forwarded_before(self, receiver: PartyRef, before: datetime, *, limit: int) -> list[str]:
+        b = berichten.c
+        query = (
+            select(b.message_id)
+            .where(
+                b.status == BerichtStatus.FORWARDED.value,
+                b.receiver_kind == receiver.kind.value,
+                b.receiver_code == receiver.code,
+                b.updated_at < before,
+            )
+            .order_by(b.updated_at)
+            .limit(limit)
+        )
+        async with self._reading() as conn:
+            return list((await conn.execute(query)).scalars().all())
+
     async def mailbox(
         self, receiver: PartyRef, *, include_forwarded: bool, limit: int, after: str | None = None
     ) -> MailboxPage:
