@@ -18,9 +18,10 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
-import math
+import random
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -36,6 +37,7 @@ from hub.service.delivery import Action, Decision, Delivery, Envelope
 from hub.service.ports import DeliveryStore, StoreUnavailable
 
 PUBLISH_TIMEOUT_S = 10.0  # connect and publish (retry parking) bounds against a stuck RabbitMQ
+STORE_WAIT_FIRST_S, STORE_WAIT_MAX_S = 0.5, 10.0  # holding a message while the database is down
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,18 @@ ATTEMPTS_HEADER = "x-hub-attempts"
 FIRST_ATTEMPT_HEADER = "x-hub-first-attempt"
 
 
-def retry_level(delay: float) -> int:
-    """The delay queue for a wanted delay: the level nearest on a log scale (levels are ~x2 apart)."""
-    wanted = max(delay, RETRY_LEVELS[0])
-    return min(RETRY_LEVELS, key=lambda level: abs(math.log(level / wanted)))
+def retry_level(delay: float, draw: Callable[[], float] = random.random) -> int:
+    """The delay queue for a wanted delay: one of the two levels around it, drawn so that the mean is
+    the wanted delay. Rounding to the nearest level instead would erase the backoff's jitter (levels
+    are ~x2 apart, the jitter is +-25 %), and every message of a receiver that was down would come
+    back at the same moment."""
+    wanted = min(max(delay, RETRY_LEVELS[0]), RETRY_LEVELS[-1])
+    i = bisect.bisect_left(RETRY_LEVELS, wanted)
+    high = RETRY_LEVELS[i]
+    if high == wanted:
+        return high
+    low = RETRY_LEVELS[i - 1]
+    return high if draw() < (wanted - low) / (high - low) else low
 
 
 class DeliveryWorker:
@@ -204,17 +214,24 @@ class DeliveryWorker:
             if FIRST_ATTEMPT_HEADER in headers
             else None,
         )
-        try:
-            decision = await self._delivery.handle(envelope)
-        except StoreUnavailable:
-            # Nothing decided: put it back and let the next attempt (or another worker) try.
-            await asyncio.sleep(1.0)
-            await message.nack(requeue=True)
-            return
-        except Exception:
-            log.exception("delivery of %s failed unexpectedly; put back", envelope.message_id)
-            await message.nack(requeue=True)
-            return
+        wait = STORE_WAIT_FIRST_S
+        while True:
+            try:
+                decision = await self._delivery.handle(envelope)
+                break
+            except StoreUnavailable:
+                # Nothing decided. Hold the message until the database answers: a nack would count
+                # against the quorum queue's delivery limit, and an outage of ~20 s would dead-letter
+                # good messages. Only a stopping worker gives it back.
+                if self._stopping:
+                    await message.nack(requeue=True)
+                    return
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, STORE_WAIT_MAX_S)
+            except Exception:
+                log.exception("delivery of %s failed unexpectedly; put back", envelope.message_id)
+                await message.nack(requeue=True)
+                return
         self.handled += 1
         if decision.action is Action.ACK:
             await message.ack()
@@ -256,13 +273,17 @@ class DeliveryWorker:
     async def _on_dead_letter(self, message: AbstractIncomingMessage) -> None:
         """RabbitMQ gave up on a message (delivery limit): record it for ops, then drop the copy."""
         reason = "RabbitMQ dead-lettered it (the delivery limit was reached: it failed repeatedly)"
-        try:
-            if message.message_id:
+        wait = STORE_WAIT_FIRST_S
+        while message.message_id:
+            try:
                 await self._store.mark_dead_lettered(message.message_id, reason=reason)
-        except StoreUnavailable:
-            await asyncio.sleep(1.0)
-            await message.nack(requeue=True)
-            return
+                break
+            except StoreUnavailable:  # hold it until the database answers (see _handle)
+                if self._stopping:
+                    await message.nack(requeue=True)
+                    return
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, STORE_WAIT_MAX_S)
         await message.ack()
 
     async def stop(self, grace: float = 20.0) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from datetime import date
 
 import pytest
 
-from hub.adapters.delivery_worker import RETRY_LEVELS, retry_level
+from hub.adapters.broker import Topology
+from hub.adapters.delivery_worker import RETRY_LEVELS, DeliveryWorker, retry_level
 from hub.domain.directory import ChannelRule, Kanaal, Party
 from hub.domain.parties import PartyKind, PartyRef
 from hub.domain.retry import Classification, RetryPolicy, classify
@@ -109,9 +111,17 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
     assert policy.give_up(150, 0) and policy.give_up(1, 5 * 24 * 3600) and policy.give_up(3, 60) is None
 
 
-def test_retry_levels_pick_the_nearest_delay_queue() -> None:
-    assert retry_level(0.1) == 1 and retry_level(1.4) == 1 and retry_level(9) == 10
-    assert retry_level(10_000) == RETRY_LEVELS[-1]
+def test_retry_levels_keep_the_wanted_delay_on_average_and_the_jitter() -> None:
+    assert retry_level(0.1) == 1 and retry_level(10) == 10 and retry_level(10_000) == RETRY_LEVELS[-1]
+    assert retry_level(7, draw=lambda: 0.0) == 10 and retry_level(7, draw=lambda: 0.99) == 5
+    rng = random.Random(7)
+    for wanted in (1.3, 4.0, 6.5, 37.0, 1000.0):
+        levels = [retry_level(wanted, rng.random) for _ in range(4000)]
+        assert set(levels) <= set(RETRY_LEVELS) and len(set(levels)) == 2
+        assert sum(levels) / len(levels) == pytest.approx(wanted, rel=0.05)
+    # Jittered delays around 5 s spread over two queues, not all into the 5 s one.
+    spread = {retry_level(5 * rng.uniform(0.75, 1.25), rng.random) for _ in range(200)}
+    assert spread == {2, 5, 10}
 
 
 async def test_push_2xx_is_delivered_with_the_message_id_header() -> None:
@@ -182,3 +192,60 @@ async def test_a_stale_copy_of_a_delivered_message_is_dropped_without_a_push() -
     assert decision.action is Action.ACK and not pusher.calls
     unknown = await _delivery(store, pusher, Clock()).handle(Envelope(str(uuid.uuid4()), b"x"))
     assert unknown.action is Action.ACK and not pusher.calls
+
+
+class HeldMessage:
+    """Enough of an aio-pika incoming message for DeliveryWorker._handle."""
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        self.body = b"<x/>"
+        self.headers: dict[str, object] = {}
+        self.routing_key = "aanbieder.12345678"
+        self.settled: list[str] = []
+
+    async def ack(self) -> None:
+        self.settled.append("ack")
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.settled.append("nack")
+
+
+async def test_a_database_outage_holds_the_message_instead_of_spending_its_delivery_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each nack counts against the quorum queue's delivery limit (20): nacking every second while the
+    # database is down would dead-letter a good message after ~20 s of outage.
+    monkeypatch.setattr("hub.adapters.delivery_worker.STORE_WAIT_FIRST_S", 0.01)
+    monkeypatch.setattr("hub.adapters.delivery_worker.STORE_WAIT_MAX_S", 0.02)
+    store = FakeAuditStore()
+    mid = await _stored(store, PUSH)
+    pusher = ScriptedPusher(PushResult(200))
+    rules = _rules()
+    delivery = _delivery(store, pusher, Clock())
+    worker = DeliveryWorker("amqp://unused", Topology(), delivery, store, lambda: rules)
+    message = HeldMessage(mid)
+    store.down = True
+    handling = asyncio.create_task(worker._handle(message))  # type: ignore[arg-type]
+    await asyncio.sleep(1.5)  # many waits of 10-20 ms (and longer than the 1 s the old nack waited)
+    assert message.settled == [] and not handling.done()
+    store.down = False
+    await asyncio.wait_for(handling, 5)
+    assert message.settled == ["ack"] and store.rows[mid].status is BerichtStatus.DELIVERED
+
+
+async def test_a_stopping_worker_gives_a_held_message_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hub.adapters.delivery_worker.STORE_WAIT_FIRST_S", 0.01)
+    store = FakeAuditStore()
+    mid = await _stored(store, PUSH)
+    rules = _rules()
+    worker = DeliveryWorker(
+        "amqp://unused", Topology(), _delivery(store, ScriptedPusher(), Clock()), store, lambda: rules
+    )
+    message = HeldMessage(mid)
+    store.down = True
+    handling = asyncio.create_task(worker._handle(message))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    await worker.stop(grace=5)
+    await asyncio.wait_for(handling, 5)
+    assert message.settled == ["nack"]
