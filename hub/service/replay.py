@@ -37,6 +37,9 @@ async def replay(message_id: str, *, store: HubStore, publisher: Publisher, by: 
     try:
         queue = await publisher.publish(stored, body)
     except BrokerUnavailable as exc:
+        # Not in any queue now: back among the dead letters, where ops see it and replay it again
+        # (left `forwarded`, nothing would ever deliver it).
         await store.add_event(message_id, "replay_publish_failed", {"reason": str(exc)})
+        await store.mark_dead_lettered(message_id, reason=f"replay not published: {exc}"[:300])
         return ReplayResult(message_id, False, f"RabbitMQ did not take it ({exc}); replay it again")
     return ReplayResult(message_id, True, f"replayed to {queue}")
