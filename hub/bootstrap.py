@@ -154,6 +154,7 @@ async def build_worker(
             store,
             lambda: rules.current,
             amqp_settle_after=settings.amqp_settle_seconds,
+            observer=observer,
         )
         await worker.start()
         stack.push_async_callback(worker.stop)

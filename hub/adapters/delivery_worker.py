@@ -31,9 +31,10 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from hub.adapters.broker import Topology
 from hub.domain.directory import Kanaal
-from hub.domain.parties import PartyRef
+from hub.domain.parties import PartyKind, PartyRef
 from hub.domain.routing import RoutingRules, queue_key
 from hub.service.delivery import Action, Decision, Delivery, Envelope
+from hub.service.observe import DeliveryObserver, NullDeliveryObserver
 from hub.service.ports import DeliveryStore, StoreUnavailable
 
 PUBLISH_TIMEOUT_S = 10.0  # connect and publish (retry parking) bounds against a stuck RabbitMQ
@@ -74,6 +75,7 @@ class DeliveryWorker:
         idle_after: float = 600.0,
         today: Callable[[], date] = date.today,
         amqp_settle_after: float = 30.0,
+        observer: DeliveryObserver | None = None,
     ) -> None:
         self._url = url
         self._topology = topology
@@ -85,6 +87,7 @@ class DeliveryWorker:
         self._idle_after = idle_after
         self._today = today
         self._amqp_settle_after = timedelta(seconds=amqp_settle_after)
+        self._observer = observer or NullDeliveryObserver()
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._consumers: dict[str, tuple[AbstractQueue, str]] = {}  # queue key -> (queue, consumer tag)
@@ -276,7 +279,8 @@ class DeliveryWorker:
         wait = STORE_WAIT_FIRST_S
         while message.message_id:
             try:
-                await self._store.mark_dead_lettered(message.message_id, reason=reason)
+                if await self._store.mark_dead_lettered(message.message_id, reason=reason):
+                    self._count_dead_letter(message.routing_key or "")
                 break
             except StoreUnavailable:  # hold it until the database answers (see _handle)
                 if self._stopping:
@@ -285,6 +289,16 @@ class DeliveryWorker:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, STORE_WAIT_MAX_S)
         await message.ack()
+
+    def _count_dead_letter(self, routing_key: str) -> None:
+        """For hub_deliveries_dead_lettered_total: the channel in force for the receiver of the key."""
+        kind, _, code = routing_key.partition(".")
+        try:
+            receiver = PartyRef(PartyKind(kind), code)
+        except ValueError:
+            return
+        kanaal = self._rules().delivery(receiver, self._today()).kanaal
+        self._observer.dead_lettered(kanaal.value, kind)
 
     async def stop(self, grace: float = 20.0) -> None:
         """Stop taking messages, let the ones in hand finish (or go back to the queue), disconnect."""

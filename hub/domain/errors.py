@@ -1,6 +1,6 @@
 """The error family: one machine-readable code per way a message can be refused.
 
-The gateway maps each to an HTTP status (hub/entrypoints/http_errors.py); docs/errors.md lists them.
+The gateway maps each to an HTTP status (hub/entrypoints/http_errors.py); docs/api.md lists them.
 """
 
 from __future__ import annotations

@@ -249,3 +249,41 @@ async def test_a_stopping_worker_gives_a_held_message_back(monkeypatch: pytest.M
     await worker.stop(grace=5)
     await asyncio.wait_for(handling, 5)
     assert message.settled == ["nack"]
+
+
+class CountingObserver:
+    def __init__(self) -> None:
+        self.dead: list[tuple[str, str]] = []
+
+    def attempted(self, channel: str, receiver_kind: str) -> None:
+        pass
+
+    def succeeded(self, channel: str, receiver_kind: str, seconds: float | None = None) -> None:
+        pass
+
+    def retried(self, channel: str, receiver_kind: str) -> None:
+        pass
+
+    def dead_lettered(self, channel: str, receiver_kind: str) -> None:
+        self.dead.append((channel, receiver_kind))
+
+
+async def test_a_message_rabbitmq_dead_letters_is_recorded_and_counted_once() -> None:
+    store = FakeAuditStore()
+    mid = await _stored(store, PUSH)
+    rules = _rules()
+    observer = CountingObserver()
+    worker = DeliveryWorker(
+        "amqp://unused",
+        Topology(),
+        _delivery(store, ScriptedPusher(), Clock()),
+        store,
+        lambda: rules,
+        observer=observer,
+    )
+    for _ in range(2):  # a second copy of the same dead letter is not counted again
+        message = HeldMessage(mid)
+        await worker._on_dead_letter(message)  # type: ignore[arg-type]
+        assert message.settled == ["ack"]
+    assert store.rows[mid].status is BerichtStatus.DEAD_LETTERED
+    assert observer.dead == [("push", "aanbieder")]

@@ -46,7 +46,8 @@ async def _main(args: argparse.Namespace, settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     metrics = HubMetrics("worker")
     async with build_worker(settings, metrics) as c:
-        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(c))
+        metrics.rules_loaded(c.rules.current.version)
+        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(c, metrics))
         runner = await _serve_metrics(args, metrics) if args.metrics_port else None
         retention = loop.create_task(_retention_forever(c, args.retention_every))
         log.info("worker running")
@@ -60,8 +61,9 @@ async def _main(args: argparse.Namespace, settings: Settings) -> None:
     log.info("worker stopped")
 
 
-def _reload(c: WorkerComponents) -> None:
+def _reload(c: WorkerComponents, metrics: HubMetrics) -> None:
     result = c.rules.reload()
+    metrics.rules_reloaded(result.ok, result.version)
     if result.ok:
         log.info("routing rules reloaded: version %s", result.version)
     else:
