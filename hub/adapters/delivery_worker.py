@@ -33,6 +33,7 @@ from hub.adapters.broker import Topology
 from hub.domain.directory import Kanaal
 from hub.domain.parties import PartyKind, PartyRef
 from hub.domain.routing import RoutingRules, queue_key
+from hub.domain.vandaag import vandaag
 from hub.service.delivery import Action, Decision, Delivery, Envelope
 from hub.service.observe import DeliveryObserver, NullDeliveryObserver
 from hub.service.ports import DeliveryStore, StoreUnavailable
@@ -73,7 +74,7 @@ class DeliveryWorker:
         prefetch: int = 4,
         discover_every: float = 2.0,
         idle_after: float = 600.0,
-        today: Callable[[], date] = date.today,
+        today: Callable[[], date] = vandaag,
         amqp_settle_after: float = 30.0,
         observer: DeliveryObserver | None = None,
     ) -> None:

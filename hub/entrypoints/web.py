@@ -15,6 +15,7 @@ from aiohttp import web
 
 from hub.domain.errors import ErrorCode
 from hub.domain.parties import PartyRef
+from hub.domain.vandaag import vandaag
 from hub.entrypoints.access import ACCESS, REQUEST_ID, principal, refuse, request_id, unauthenticated
 from hub.entrypoints.http_errors import error_response
 from hub.entrypoints.logs import fields
@@ -38,7 +39,7 @@ class Gateway:
     observer: IntakeObserver = field(default_factory=NullIntakeObserver)
     # GET /metrics: (body, content type) for the scraper's Accept header; None: no metrics (404)
     metrics: Callable[[str | None], Awaitable[tuple[bytes, str]]] | None = None
-    today: Callable[[], date] = date.today
+    today: Callable[[], date] = vandaag
     body_read_timeout: float = 60.0  # the whole body must arrive within this (HUB_BODY_READ_TIMEOUT)
 
 

@@ -15,6 +15,7 @@ from hub.domain.directory import Kanaal
 from hub.domain.errors import ErrorCode
 from hub.domain.parties import PartyRef
 from hub.domain.routing import RoutingRules
+from hub.domain.vandaag import vandaag
 from hub.entrypoints.access import principal, refuse, request_id, unauthenticated
 from hub.entrypoints.commands.deadletters import dead_letter_json
 from hub.entrypoints.http_errors import error_response
@@ -31,7 +32,7 @@ class DeliveryApi:
     rules: Callable[[], RoutingRules]
     publisher: Publisher
     observer: DeliveryObserver
-    today: Callable[[], date] = date.today
+    today: Callable[[], date] = vandaag
 
 
 DELIVERY = web.AppKey("delivery", DeliveryApi)

@@ -20,6 +20,7 @@ from datetime import date
 
 from hub.domain.directory import CertificateRule
 from hub.domain.parties import PartyRef
+from hub.domain.vandaag import vandaag
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ class TokenAuthenticator:
         clock: Callable[[], float] = time.monotonic,
         certificates: CertificateLookup | None = None,
         bearer_tokens: bool = True,
-        today: Callable[[], date] = date.today,
+        today: Callable[[], date] = vandaag,
     ) -> None:
         self._lookup = lookup
         self._certificates = certificates

@@ -20,6 +20,7 @@ from hub.domain.directory import Kanaal
 from hub.domain.parties import PartyRef
 from hub.domain.retry import Classification, RetryPolicy, classify
 from hub.domain.routing import RoutingRules
+from hub.domain.vandaag import vandaag
 from hub.service.observe import DeliveryObserver, NullDeliveryObserver
 from hub.service.ports import BerichtStatus, DeliveryStore, StoredBericht
 
@@ -71,7 +72,7 @@ class Delivery:
         pusher: Pusher,
         policy: Callable[[PartyRef], RetryPolicy],
         clock: Callable[[], float],
-        today: Callable[[], date] = date.today,
+        today: Callable[[], date] = vandaag,
         observer: DeliveryObserver | None = None,
     ) -> None:
         self._store = store

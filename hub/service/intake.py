@@ -25,6 +25,7 @@ from hub.domain.catalogue import BerichtType
 from hub.domain.errors import ErrorCode, HubError
 from hub.domain.parties import PartyKind, PartyRef, kind_of_code
 from hub.domain.routing import Bestemming, Party, RoutingRules
+from hub.domain.vandaag import vandaag
 from hub.domain.werkdagen import add_werkdagen
 from hub.service.observe import IntakeObserver, NullIntakeObserver
 from hub.service.ports import (
@@ -122,7 +123,7 @@ class Intake:
         publisher: Publisher,
         parties: RegisteredParties,
         executor: Executor | None = None,
-        today: Callable[[], date] = date.today,
+        today: Callable[[], date] = vandaag,
         require_known_conversation: bool = True,
         observer: IntakeObserver | None = None,
     ) -> None:

@@ -17,6 +17,7 @@ from lxml import etree
 from hub.domain.bericht import Bericht, BerichtIdentificatie, Fout, Kop, Validatie
 from hub.domain.catalogue import BerichtType, Rol
 from hub.domain.errors import ErrorCode
+from hub.domain.vandaag import vandaag
 from hub.validation.explain import SchemaError, explain
 from hub.validation.registry import SchemaEntry, SchemaRegistry
 from hub.validation.safe_xml import DEFAULT_MAX_BYTES, Limits, SafeParser, XmlRefused
@@ -52,7 +53,7 @@ class Validator:
                 ErrorCode.UNKNOWN_MESSAGE,
                 "the root element must be Bericht in the namespace of an iStandaarden message",
             )
-        day = on or date.today()
+        day = on or vandaag()
         entry = self.registry.lookup(namespace, day)
         if entry is None:
             return self._not_accepted(root, data, namespace, day)

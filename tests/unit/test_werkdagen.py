@@ -47,3 +47,15 @@ def test_adding_working_days_skips_weekends_and_holidays() -> None:
     assert add_werkdagen(date(2026, 4, 2), 1) == date(2026, 4, 7)  # over Goede Vrijdag and Easter
     assert not is_werkdag(date(2026, 5, 14)) and is_werkdag(date(2026, 5, 13))
     assert add_werkdagen(date(2026, 3, 2), 0) == date(2026, 3, 2)
+
+
+def test_the_day_that_counts_is_the_dutch_calendar_day() -> None:
+    from datetime import UTC, datetime
+
+    from hub.domain.vandaag import dag_van
+
+    # 23:30 UTC on New Year's Eve is already 1 January in the Netherlands (winter: UTC+1) ...
+    assert dag_van(datetime(2026, 12, 31, 23, 30, tzinfo=UTC)) == date(2027, 1, 1)
+    # ... and in summer (UTC+2) the day starts at 22:00 UTC.
+    assert dag_van(datetime(2027, 6, 30, 21, 59, tzinfo=UTC)) == date(2027, 6, 30)
+    assert dag_van(datetime(2027, 6, 30, 22, 0, tzinfo=UTC)) == date(2027, 7, 1)

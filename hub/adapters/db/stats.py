@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from hub.adapters.db.engine import unavailable_as_store_error
 from hub.adapters.db.tables import berichten
 from hub.domain.catalogue import BerichtType, Rol
+from hub.domain.vandaag import dag_van
 
 UNDELIVERED = ("forwarded", "in_mailbox")
 DEAD_LETTERED = "dead_lettered"
@@ -88,7 +89,7 @@ class SqlStats:
 
     async def _overdue(self, conn: AsyncConnection, now: datetime) -> dict[tuple[str, str], int]:
         b = berichten.c
-        today = now.astimezone(UTC).date()
+        today = dag_van(now)
         query = (
             select(b.standaard, b.berichttype, func.count())
             .where(

@@ -14,6 +14,7 @@ from hub.domain.catalogue import CATALOGUE, Rol
 from hub.domain.errors import HubError
 from hub.domain.parties import PartyKind, PartyRef
 from hub.domain.routing import RoutingRules
+from hub.domain.vandaag import vandaag
 from hub.settings import Settings
 
 
@@ -58,7 +59,7 @@ def _check(args: argparse.Namespace) -> int:
     rules = _load(args)
     if rules is None:
         return 1
-    today = date.today()
+    today = vandaag()
     gemeenten = [p for p in rules.parties if p.ref.kind is PartyKind.GEMEENTE]
     in_force = sum(1 for p in gemeenten if p.period.contains(today))
     print(
@@ -81,10 +82,10 @@ def _resolve(args: argparse.Namespace) -> int:
     # A retour's header is the heenbericht's (IV028): put the codes back the way the header has them.
     retour = t.rol is Rol.RETOUR
     afzender, ontvanger = (args.receiver, args.sender) if retour else (args.sender, args.receiver)
-    ident = BerichtIdentificatie("resolve", date.today())
+    ident = BerichtIdentificatie("resolve", vandaag())
     kop = Kop(t.berichtcode, "0", "0", afzender, ontvanger, ident, retour=ident, verwijzing=ident)
     try:
-        b = rules.resolve(Bericht(t, "-", kop), args.on or date.today(), answer_to=args.answer_to)
+        b = rules.resolve(Bericht(t, "-", kop), args.on or vandaag(), answer_to=args.answer_to)
     except HubError as exc:
         print(f"{exc.code}: {exc.detail}")
         return 1
