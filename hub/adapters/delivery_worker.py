@@ -89,6 +89,7 @@ class DeliveryWorker:
         self._today = today
         self._amqp_settle_after = timedelta(seconds=amqp_settle_after)
         self._observer = observer or NullDeliveryObserver()
+        self._amqp_declared: set[str] = set()  # AMQP receivers' queues declared by this process
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._consumers: dict[str, tuple[AbstractQueue, str]] = {}  # queue key -> (queue, consumer tag)
@@ -137,6 +138,7 @@ class DeliveryWorker:
         now = time.monotonic()
         today = self._today()
         rules = self._rules()
+        await self._declare_amqp_queues(rules, today)
         for receiver in await self._store.pending_receivers():
             key = queue_key(receiver)
             self._last_pending[key] = now
@@ -149,6 +151,20 @@ class DeliveryWorker:
         for key in [k for k, seen in self._last_pending.items() if now - seen > self._idle_after]:
             await self._cancel(key)
             del self._last_pending[key]
+
+    async def _declare_amqp_queues(self, rules: RoutingRules, today: date) -> None:
+        """Declare (and bind) the queue of every receiver on the AMQP channel, before its first message:
+        its RabbitMQ user may only read its queue (hub amqp access), so it cannot declare it itself."""
+        assert self._channel is not None
+        for rule in rules.channels:
+            key = queue_key(rule.party)
+            if key in self._amqp_declared or rules.delivery(rule.party, today).kanaal is not Kanaal.AMQP:
+                continue
+            queue = await self._channel.declare_queue(
+                self._topology.queue_name(key), durable=True, arguments=self._topology.queue_arguments()
+            )
+            await queue.bind(await self._channel.get_exchange(self._topology.exchange), routing_key=key)
+            self._amqp_declared.add(key)
 
     async def _settle_amqp(self, receiver: PartyRef, key: str) -> None:
         """Record the delivery of an AMQP receiver's messages: the hub does not see its consumer.

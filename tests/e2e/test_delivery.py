@@ -202,6 +202,8 @@ async def test_an_amqp_receiver_consumes_its_own_queue_and_the_hub_records_the_d
     messages delivered only once the receiver has taken them (so they leave the backlog and retention
     may purge their bodies)."""
     hub.start_worker()
+    # Its queue exists before its first message (its own RabbitMQ user could not declare it).
+    assert await _queue_exists(hub.queue("gemeente:0363")), "the worker did not declare the AMQP queue"
     body = with_header(
         example("iwmo-3.2", "WMO315"),
         afzender=MAILBOX,
@@ -228,6 +230,19 @@ async def test_an_amqp_receiver_consumes_its_own_queue_and_the_hub_records_the_d
         taken = [e for e in answer["events"] if e["event"] == "taken_from_queue"]
         assert len(taken) == 1 and taken[0]["detail"]["channel"] == "amqp"
         assert not [e for e in answer["events"] if e["event"] == "delivery_attempted"]
+
+
+async def _queue_exists(name: str, within: float = 20) -> bool:
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        for _ in range(int(within * 4)):
+            channel = await connection.channel()  # a passive declare of a missing queue closes it
+            try:
+                await channel.declare_queue(name, passive=True)
+                return True
+            except aio_pika.exceptions.ChannelClosed:
+                await asyncio.sleep(0.25)
+    return False
 
 
 async def test_mailbox_message_stays_until_acked(hub: HubProcess) -> None:
