@@ -21,7 +21,7 @@ from hub.entrypoints.http_errors import error_response
 from hub.entrypoints.logs import fields
 from hub.service.intake import Intake, Refused, Unavailable
 from hub.service.observe import IntakeObserver, NullIntakeObserver
-from hub.service.ports import HubStore, StoredBericht, StoreUnavailable
+from hub.service.ports import AuditEvent, HubStore, StoredBericht, StoreUnavailable
 
 log = logging.getLogger("hub.gateway")
 
@@ -214,6 +214,13 @@ async def _submit(gw: Gateway, rid: str, data: bytes, sender: PartyRef) -> web.S
     return web.json_response(body, status=status)
 
 
+def _submitted_by(events: list[AuditEvent]) -> str | None:
+    """The party that sent the message on its afzender's behalf, if one did (sends_for.csv)."""
+    received = next((e for e in events if e.kind == "received"), None)
+    who = received.detail.get("submitted_by") if received is not None else None
+    return who if isinstance(who, str) else None
+
+
 async def get_bericht(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     rid = request_id(request)
@@ -223,14 +230,17 @@ async def get_bericht(request: web.Request) -> web.StreamResponse:
             return await unauthenticated(request, rid)
         message_id = request.match_info["message_id"]
         stored = await gw.store.get(message_id) if _is_uuid(message_id) else None
+        events = await gw.store.events(message_id) if stored is not None else []
         # Others' messages are answered exactly like missing ones: existence is not disclosed.
         if stored is None or not (
-            caller.admin or caller.is_party(stored.afzender) or caller.is_party(stored.receiver)
+            caller.admin
+            or caller.is_party(stored.afzender)
+            or caller.is_party(stored.receiver)
+            or (caller.party is not None and _submitted_by(events) == str(caller.party))
         ):
             return await refuse(
                 request, rid, ErrorCode.NOT_FOUND, "no such message for this party", party=caller.party
             )
-        events = await gw.store.events(message_id)
         conversation = await gw.store.conversation(stored.conversation_id)
     except StoreUnavailable:
         return error_response(ErrorCode.UNAVAILABLE, "the hub's database is unavailable; retry later", rid)

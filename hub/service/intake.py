@@ -248,6 +248,7 @@ class Intake:
             request_id=r.request_id,
             routing_version=r.rules.version,
             answer_due=_answer_due(bericht.type, r.on),
+            submitted_by=r.sender if r.sender != afzender else None,
             retourcodes=bericht.kop.retourcodes,
         )
         try:

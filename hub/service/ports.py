@@ -47,6 +47,9 @@ class NieuwBericht:
     routing_version: str
     answer_due: date | None = None  # heenberichten: received + the answer deadline in werkdagen
     retourcodes: tuple[str, ...] = ()  # retourberichten and 325
+    # The authenticated party when it is not the afzender: it sends on the afzender's behalf
+    # (routing_rules/sends_for.csv). Kept in the 'received' event; it may read the message's status.
+    submitted_by: PartyRef | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,16 @@ async def test_models_and_migrations_agree(other_engine: AsyncEngine) -> None:
 # -- writes and reads -----------------------------------------------------------------------------
 
 
+async def test_the_party_that_sent_on_the_afzenders_behalf_is_in_the_received_event(
+    store: SqlAlchemyAuditStore,
+) -> None:
+    supplier = PartyRef(PartyKind.AANBIEDER, "11223344")
+    b = nieuw(submitted_by=supplier)
+    await store.store_received(b)
+    received = (await store.events(b.message_id))[0]
+    assert received.kind == "received" and received.detail["submitted_by"] == "aanbieder:11223344"
+
+
 async def test_store_get_body_events_round_trip(
     store: SqlAlchemyAuditStore, other_engine: AsyncEngine
 ) -> None:

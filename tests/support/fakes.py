@@ -45,7 +45,9 @@ class FakeAuditStore:
         stored = StoredBericht(**values, status=BerichtStatus.RECEIVED, updated_at=b.received_at)
         self.rows[b.message_id] = stored
         self.bodies[b.message_id] = b.body
-        await self.add_event(b.message_id, "received")
+        await self.add_event(
+            b.message_id, "received", {"submitted_by": str(b.submitted_by)} if b.submitted_by else {}
+        )
         await self.add_event(b.message_id, "accepted")
         return stored
 

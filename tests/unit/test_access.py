@@ -25,6 +25,7 @@ from hub.service.limits import RateLimiter
 from hub.service.ports import BodyUnreadable
 from hub.settings import Settings
 from tests.support.app import fake_app, wmo301
+from tests.support.berichten import example, with_header
 from tests.support.fakes import FakeAuditStore
 
 GEMEENTE_A = PartyRef(PartyKind.GEMEENTE, "0363")
@@ -341,3 +342,27 @@ async def test_a_body_whose_key_is_missing_is_503_for_the_receiver_not_garbage(
     r = await rig.client.get(f"/v1/mailbox/{message_id}", headers=rig.auth("aanbieder"))
     assert (r.status, (await r.json())["error"]["code"]) == (503, "unavailable")
     assert "Retry-After" in r.headers
+
+
+async def test_a_party_sending_on_behalf_of_another_may_follow_what_it_sent() -> None:
+    # routing_rules/sends_for.csv: aanbieder 11223344 (a software supplier) sends for 12345678.
+    supplier, other = PartyRef(PartyKind.AANBIEDER, "11223344"), PartyRef(PartyKind.AANBIEDER, "87654321")
+    settings = Settings(max_body_bytes=100_000, admin_token=ADMIN_TOKEN)
+    async with fake_app(settings) as f:
+        token = {ref: await f.parties.create_token(ref, "t") for ref in (supplier, other, AANBIEDER)}
+        body = with_header(
+            example("iwmo-3.2", "WMO315"), afzender="12345678", ontvanger="0363", identificatie="SF-1"
+        )
+        headers = {"Content-Type": "application/xml", "Authorization": f"Bearer {token[supplier]}"}
+        r = await f.client.post("/v1/berichten", data=body, headers=headers)
+        assert r.status == 202, await r.text()
+        status_url = (await r.json())["status_url"]
+        seen = await f.client.get(status_url, headers=headers)
+        assert seen.status == 200, await seen.text()
+        received = next(e for e in (await seen.json())["events"] if e["event"] == "received")
+        assert received["detail"]["submitted_by"] == "aanbieder:11223344"
+        # The afzender itself sees it too; a party that is neither gets the same 404 as for nothing.
+        own = await f.client.get(status_url, headers={"Authorization": f"Bearer {token[AANBIEDER]}"})
+        assert own.status == 200
+        stranger = await f.client.get(status_url, headers={"Authorization": f"Bearer {token[other]}"})
+        assert stranger.status == 404

@@ -201,7 +201,8 @@ def _events(
                         "request_id": b.request_id,
                         "sha256": b.sha256,
                         "size": b.size,
-                    },
+                    }
+                    | ({"submitted_by": str(b.submitted_by)} if b.submitted_by else {}),
                 )
             )
             events.append(
