@@ -264,3 +264,26 @@ async def test_a_young_received_row_of_another_process_is_not_published_again(pa
     )
     accepted = await intake.submit(body, GEMEENTE, request_id="c")
     assert accepted.message_id == row.message_id and len(publisher.published) == 1
+
+
+@pytest.mark.parametrize(
+    ("naam", "afzender", "ontvanger", "sender"),
+    [
+        ("WMO301", "12345678", "12345678", AANBIEDER),  # a 301 sent by an aanbieder
+        ("WMO301", "0363", "0599", GEMEENTE),  # a 301 to a gemeente
+        ("WMO315", "12345678", "87654321", AANBIEDER),  # aanbieder to aanbieder
+    ],
+)
+async def test_a_type_not_allowed_between_the_parties_is_route_not_allowed_and_audited(
+    parts: Parts, naam: str, afzender: str, ontvanger: str, sender: PartyRef
+) -> None:
+    # This project's schemas already refuse these headers (their code patterns); the route check is
+    # the line behind them, for a bundle with looser types: here the validator lets them through.
+    intake, validator, store, publisher = parts
+    with pytest.raises(Refused) as err:
+        await intake.submit(
+            validator.add(naam.encode(), _bericht(naam, afzender, ontvanger)), sender, request_id="rn"
+        )
+    assert err.value.code is ErrorCode.ROUTE_NOT_ALLOWED
+    assert [w.code for w in store.refusals] == [ErrorCode.ROUTE_NOT_ALLOWED]
+    assert not publisher.published and not store.rows
