@@ -8,6 +8,8 @@ import aiohttp
 
 from hub.service.delivery import PushResult
 
+MAX_ANSWER_BYTES = 64 * 1024  # of a receiver's answer body: the hub only needs its status
+
 
 class HttpPusher:
     def __init__(
@@ -18,7 +20,9 @@ class HttpPusher:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=self._limit_per_host)
+        # No overall cap: the per-host limit bounds each receiver, and a few hanging receivers must not
+        # take the connections of the others.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self._limit_per_host)
         self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
 
     async def close(self) -> None:
@@ -31,7 +35,14 @@ class HttpPusher:
         try:
             # No redirects: the endpoint is configured data; a redirect is a receiver misconfiguration.
             async with self._session.post(endpoint, data=body, headers=headers, allow_redirects=False) as r:
-                await r.read()  # drain, so the connection can be reused
+                # Drain a small answer so the connection can be reused; a receiver that answers with
+                # megabytes is not read to the end (the connection is dropped instead).
+                drained = 0
+                async for chunk in r.content.iter_chunked(16 * 1024):
+                    drained += len(chunk)
+                    if drained > MAX_ANSWER_BYTES:
+                        r.close()
+                        break
                 return PushResult(r.status)
         except TimeoutError:
             return PushResult(None, "timeout")
