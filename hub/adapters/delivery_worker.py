@@ -317,7 +317,7 @@ class DeliveryWorker:
         kanaal = self._rules().delivery(receiver, self._today()).kanaal
         self._observer.dead_lettered(kanaal.value, kind)
 
-    async def stop(self, grace: float = 20.0) -> None:
+    async def stop(self, grace: float = 35.0) -> None:  # > the 30 s a push may take
         """Stop taking messages, let the ones in hand finish (or go back to the queue), disconnect."""
         self._stopping = True
         if self._discovery is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
@@ -243,6 +244,29 @@ async def _queue_exists(name: str, within: float = 20) -> bool:
             except aio_pika.exceptions.ChannelClosed:
                 await asyncio.sleep(0.25)
     return False
+
+
+async def test_sigterm_lets_the_worker_finish_the_push_it_holds(hub: HubProcess, receiver: Receiver) -> None:
+    await receiver.start(responding=False)  # takes the POST, answers only when the test says so
+    worker = hub.start_worker()
+    async with aiohttp.ClientSession() as session:
+        (mid,) = await _send(session, hub, PUSH, 1)
+        for _ in range(150):
+            if receiver.waiting:
+                break
+            await asyncio.sleep(0.1)
+        assert receiver.waiting == 1, "the push never reached the receiver"
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.sleep(1.5)
+        assert worker.poll() is None, "the worker quit with a push in hand"
+        receiver.responding.set()
+        for _ in range(150):
+            if worker.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert worker.returncode == 0, hub.log_tail()
+        answer = await _status(session, hub, mid)
+    assert answer["status"] == "delivered" and receiver.accepted[mid] == 1
 
 
 async def test_mailbox_message_stays_until_acked(hub: HubProcess) -> None:
