@@ -42,7 +42,7 @@ _LIMIT_ERRORS = frozenset({"ERR_RESOURCE_LIMIT", "ERR_ENTITY_LOOP", "ERR_ENTITY_
 
 # Well-formedness errors in words; the libxml2 message itself may quote names or text from the document.
 _SYNTAX_REASONS = {
-    "ERR_DOCUMENT_EMPTY": "document is empty",
+    "ERR_DOCUMENT_EMPTY": "no XML element found: the body is empty or not XML",
     "ERR_DOCUMENT_END": "extra content after the root element",
     "ERR_TAG_NAME_MISMATCH": "an end tag does not match its start tag",
     "ERR_TAG_NOT_FINISHED": "an element is not closed before the end of the document",
