@@ -184,7 +184,8 @@ class DeliveryWorker:
         if result is None or result.message_count:
             return  # not yet taken: the backlog gauge and its alert show it
         for message_id in await self._store.forwarded_before(receiver, cutoff, limit=1000):
-            await self._store.mark_delivered(message_id, channel="amqp", event="taken_from_queue")
+            if await self._store.mark_delivered(message_id, channel="amqp", event="taken_from_queue"):
+                self._observer.succeeded("amqp", receiver.kind.value)
 
     async def _discover_forever(self) -> None:
         while not self._stopping:
