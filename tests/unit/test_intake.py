@@ -287,3 +287,23 @@ async def test_a_type_not_allowed_between_the_parties_is_route_not_allowed_and_a
     assert err.value.code is ErrorCode.ROUTE_NOT_ALLOWED
     assert [w.code for w in store.refusals] == [ErrorCode.ROUTE_NOT_ALLOWED]
     assert not publisher.published and not store.rows
+
+
+async def test_answer_deadlines_are_counted_in_working_days_from_the_day_of_receipt(parts: Parts) -> None:
+    intake, validator, store, _ = parts
+    assert DAY.isoweekday() == 1  # Monday 2 March 2026
+    toewijzing = await intake.submit(
+        validator.add(b"301d", _bericht("WMO301", "0363", "12345678", "DL1")), GEMEENTE, request_id="d1"
+    )
+    declaratie = await intake.submit(
+        validator.add(b"323d", _bericht("WMO323", "12345678", "0363", "DL2")), AANBIEDER, request_id="d2"
+    )
+    # Three working days for the 302 (Thursday), ten for the 325 (Monday two weeks on).
+    assert store.rows[toewijzing.message_id].answer_due == date(2026, 3, 5)
+    assert store.rows[declaratie.message_id].answer_due == date(2026, 3, 16)
+    retour = await intake.submit(
+        validator.add(b"302d", _bericht("WMO302", "0363", "12345678", "DL1", retour="R1")),
+        AANBIEDER,
+        request_id="d3",
+    )
+    assert store.rows[retour.message_id].answer_due is None  # an answer itself awaits none
