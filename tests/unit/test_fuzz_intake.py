@@ -18,6 +18,7 @@ import asyncio
 import io
 import json
 import os
+import resource
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,6 +69,14 @@ HEADER_FIELDS = (
 PARTIES = ("0363", "0599", "12345678", "87654321", "CAK", "VWSPGB", "CIZ", "SVB")
 
 
+# Bodies are at most 2 MB here (MAX_BODY); the hostile ones expand to nothing. 256 MiB is ~100x that.
+MEMORY_BOUND_MIB = 256
+
+
+def _peak_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
 def _fuzz_settings(budget: str) -> settings:
     return settings(
         max_examples=BUDGET[budget],
@@ -98,6 +107,8 @@ class Harness:
     tokens: dict[str, str]
     slowest: float = 0.0
     statuses: dict[int, int] | None = None
+    rss_at_start_kib: int = 0
+    rss_growth_kib: int = 0
 
     def post(self, data: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any] | None, str]:
         async def go() -> tuple[int, dict[str, Any] | None, str]:
@@ -115,6 +126,10 @@ class Harness:
         elapsed = time.monotonic() - started
         self.slowest = max(self.slowest, elapsed)
         assert elapsed < ANSWER_WITHIN_S, f"answered after {elapsed:.1f} s"
+        # Bounded memory: the process's peak RSS may not grow by more than MEMORY_BOUND_MIB over all
+        # inputs together (peak RSS only ever rises, so one bound covers every input seen so far).
+        self.rss_growth_kib = _peak_rss_kib() - self.rss_at_start_kib
+        assert self.rss_growth_kib < MEMORY_BOUND_MIB * 1024, f"peak RSS grew {self.rss_growth_kib} KiB"
         if self.statuses is not None:
             self.statuses[answer[0]] = self.statuses.get(answer[0], 0) + 1
         return answer
@@ -153,11 +168,11 @@ def harness() -> Iterator[Harness]:
             kind = kind_of_code(code)
             assert kind is not None
             tokens[code] = loop.run_until_complete(app.parties.create_token(PartyRef(kind, code), "fuzz"))
-        h = Harness(loop, app, tokens, statuses={})
+        h = Harness(loop, app, tokens, statuses={}, rss_at_start_kib=_peak_rss_kib())
         yield h
         print(
             f"\nfuzz ({PROFILE}): answers by status {dict(sorted((h.statuses or {}).items()))}, "
-            f"slowest {h.slowest * 1000:.0f} ms"
+            f"slowest {h.slowest * 1000:.0f} ms, peak RSS growth {h.rss_growth_kib // 1024} MiB"
         )
         loop.run_until_complete(cm.__aexit__(None, None, None))
     finally:
