@@ -63,6 +63,18 @@ def test_missing_file_prints_a_line_and_exits_2(
     assert lines[1]["code"] == "unreadable"
 
 
+def test_a_file_over_the_limit_is_refused_by_its_size_without_reading_it(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], tmp_path: Path,
+) -> None:
+    big = tmp_path / "big.xml"
+    with big.open("wb") as f:  # sparse: 40 MB that cost no disk and would cost memory if read
+        f.truncate(40 * 2**20)
+    code, lines = run(capsys, str(files["valid.xml"]), str(big))
+    assert code == 1
+    assert lines[1]["valid"] is False and lines[1]["code"] == "too_large"
+    assert str(40 * 2**20) in lines[1]["errors"][0]["reason"]
+
+
 def test_usage_errors_exit_2(
     capsys: pytest.CaptureFixture[str], files: dict[str, Path], tmp_path: Path,
 ) -> None:

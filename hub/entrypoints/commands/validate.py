@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -17,6 +18,7 @@ from hub.domain.bericht import Validatie
 from hub.domain.catalogue import Rol
 from hub.settings import Settings
 from hub.validation import RegistryError, SchemaRegistry, Validator
+from hub.validation.safe_xml import DEFAULT_MAX_BYTES
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -54,10 +56,18 @@ def run(args: argparse.Namespace) -> int:
     status = EXIT_VALID
     for path in args.files:
         try:
-            data = path.read_bytes()
+            with path.open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                # A file over the limit is refused by its size: a 2 GB file is not read to be told so.
+                data = f.read() if size <= DEFAULT_MAX_BYTES else b""
         except OSError as exc:
             _emit(_unreadable(path, exc))
             status = EXIT_USAGE
+            continue
+        if size > DEFAULT_MAX_BYTES:
+            reason = f"the file is {size} bytes; the limit is {DEFAULT_MAX_BYTES} bytes"
+            _emit(_not_validated(path, "too_large", reason))
+            status = EXIT_INVALID if status == EXIT_VALID else status
             continue
         result = validator.validate(data, on=args.on)
         _emit(report(str(path), result))
@@ -92,7 +102,10 @@ def report(file: str, result: Validatie) -> dict[str, Any]:
 
 
 def _unreadable(path: Path, exc: OSError) -> dict[str, Any]:
-    reason = f"cannot read the file: {exc.strerror or type(exc).__name__}"
+    return _not_validated(path, "unreadable", f"cannot read the file: {exc.strerror or type(exc).__name__}")
+
+
+def _not_validated(path: Path, code: str, reason: str) -> dict[str, Any]:
     return {
         "file": str(path),
         "valid": False,
@@ -102,7 +115,7 @@ def _unreadable(path: Path, exc: OSError) -> dict[str, Any]:
         "berichtcode": None,
         "afzender": None,
         "ontvanger": None,
-        "code": "unreadable",
+        "code": code,
         "errors": [{"line": None, "path": None, "reason": reason}],
     }
 
