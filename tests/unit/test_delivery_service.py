@@ -16,6 +16,7 @@ from hub.domain.parties import PartyKind, PartyRef
 from hub.domain.retry import Classification, RetryPolicy, classify
 from hub.domain.routing import RoutingRules
 from hub.service.delivery import Action, Delivery, Envelope, PushResult
+from hub.service.observe import NullDeliveryObserver
 from hub.service.ports import BerichtStatus
 from tests.support.fakes import FakeAuditStore
 from tests.support.records import nieuw
@@ -251,18 +252,9 @@ async def test_a_stopping_worker_gives_a_held_message_back(monkeypatch: pytest.M
     assert message.settled == ["nack"]
 
 
-class CountingObserver:
+class CountingObserver(NullDeliveryObserver):
     def __init__(self) -> None:
         self.dead: list[tuple[str, str]] = []
-
-    def attempted(self, channel: str, receiver_kind: str) -> None:
-        pass
-
-    def succeeded(self, channel: str, receiver_kind: str, seconds: float | None = None) -> None:
-        pass
-
-    def retried(self, channel: str, receiver_kind: str) -> None:
-        pass
 
     def dead_lettered(self, channel: str, receiver_kind: str) -> None:
         self.dead.append((channel, receiver_kind))
