@@ -23,8 +23,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
@@ -42,6 +43,7 @@ PUBLISH_TIMEOUT_S = 10.0  # connect and publish (retry parking) bounds against a
 STORE_WAIT_FIRST_S, STORE_WAIT_MAX_S = 0.5, 10.0  # holding a message while the database is down
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RETRY_LEVELS = (1, 2, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600)
 ATTEMPTS_HEADER = "x-hub-attempts"
@@ -160,10 +162,7 @@ class DeliveryWorker:
             key = queue_key(rule.party)
             if key in self._amqp_declared or rules.delivery(rule.party, today).kanaal is not Kanaal.AMQP:
                 continue
-            queue = await self._channel.declare_queue(
-                self._topology.queue_name(key), durable=True, arguments=self._topology.queue_arguments()
-            )
-            await queue.bind(await self._channel.get_exchange(self._topology.exchange), routing_key=key)
+            await self._receiver_queue(key, bind=True)
             self._amqp_declared.add(key)
 
     async def _settle_amqp(self, receiver: PartyRef, key: str) -> None:
@@ -175,11 +174,8 @@ class DeliveryWorker:
         of `amqp_settle_after` covers clock differences between gateway hosts and the time between a
         confirm and the committed `forwarded`.
         """
-        assert self._channel is not None
         cutoff = datetime.now(UTC) - self._amqp_settle_after
-        queue = await self._channel.declare_queue(
-            self._topology.queue_name(key), durable=True, arguments=self._topology.queue_arguments()
-        )
+        queue = await self._receiver_queue(key)  # the declare's answer counts the ready messages
         result = queue.declaration_result
         if result is None or result.message_count:
             return  # not yet taken: the backlog gauge and its alert show it
@@ -197,13 +193,18 @@ class DeliveryWorker:
                 log.warning("queue discovery: RabbitMQ unavailable (%s)", type(exc).__name__)
             await asyncio.sleep(self._discover_every)
 
-    async def _consume(self, key: str) -> None:
+    async def _receiver_queue(self, key: str, *, bind: bool = False) -> AbstractQueue:
+        """Declare a receiver's queue with the hub's arguments (idempotent), and bind it if asked."""
         assert self._channel is not None
         queue = await self._channel.declare_queue(
             self._topology.queue_name(key), durable=True, arguments=self._topology.queue_arguments()
         )
-        exchange = await self._channel.get_exchange(self._topology.exchange)
-        await queue.bind(exchange, routing_key=key)
+        if bind:
+            await queue.bind(await self._channel.get_exchange(self._topology.exchange), routing_key=key)
+        return queue
+
+    async def _consume(self, key: str) -> None:
+        queue = await self._receiver_queue(key, bind=True)
         tag = await queue.consume(self._on_message)
         self._consumers[key] = (queue, tag)
         log.info("consuming %s", queue.name)
@@ -235,24 +236,15 @@ class DeliveryWorker:
             if FIRST_ATTEMPT_HEADER in headers
             else None,
         )
-        wait = STORE_WAIT_FIRST_S
-        while True:
-            try:
-                decision = await self._delivery.handle(envelope)
-                break
-            except StoreUnavailable:
-                # Nothing decided. Hold the message until the database answers: a nack would count
-                # against the quorum queue's delivery limit, and an outage of ~20 s would dead-letter
-                # good messages. Only a stopping worker gives it back.
-                if self._stopping:
-                    await message.nack(requeue=True)
-                    return
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, STORE_WAIT_MAX_S)
-            except Exception:
-                log.exception("delivery of %s failed unexpectedly; put back", envelope.message_id)
-                await message.nack(requeue=True)
-                return
+        try:
+            decision = await self._once_the_store_answers(lambda: self._delivery.handle(envelope))
+        except Exception:
+            log.exception("delivery of %s failed unexpectedly; put back", envelope.message_id)
+            await message.nack(requeue=True)
+            return
+        if decision is None:  # stopping while the database was down: give it back
+            await message.nack(requeue=True)
+            return
         self.handled += 1
         if decision.action is Action.ACK:
             await message.ack()
@@ -294,19 +286,31 @@ class DeliveryWorker:
     async def _on_dead_letter(self, message: AbstractIncomingMessage) -> None:
         """RabbitMQ gave up on a message (delivery limit): record it for ops, then drop the copy."""
         reason = "RabbitMQ dead-lettered it (the delivery limit was reached: it failed repeatedly)"
+        mid = message.message_id
+        if mid:
+            marked = await self._once_the_store_answers(
+                lambda: self._store.mark_dead_lettered(mid, reason=reason)
+            )
+            if marked is None:  # stopping while the database was down: give it back
+                await message.nack(requeue=True)
+                return
+            if marked:
+                self._count_dead_letter(message.routing_key or "")
+        await message.ack()
+
+    async def _once_the_store_answers(self, call: Callable[[], Awaitable[T]]) -> T | None:
+        """`call`, again with a growing pause for as long as the database is unavailable; None if the
+        worker stops meanwhile. The message stays held meanwhile: a nack would count against the
+        quorum queue's delivery limit, and an outage of ~20 s would dead-letter good messages."""
         wait = STORE_WAIT_FIRST_S
-        while message.message_id:
+        while True:
             try:
-                if await self._store.mark_dead_lettered(message.message_id, reason=reason):
-                    self._count_dead_letter(message.routing_key or "")
-                break
-            except StoreUnavailable:  # hold it until the database answers (see _handle)
+                return await call()
+            except StoreUnavailable:
                 if self._stopping:
-                    await message.nack(requeue=True)
-                    return
+                    return None
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, STORE_WAIT_MAX_S)
-        await message.ack()
 
     def _count_dead_letter(self, routing_key: str) -> None:
         """For hub_deliveries_dead_lettered_total: the channel in force for the receiver of the key."""

@@ -230,17 +230,20 @@ async def get_bericht(request: web.Request) -> web.StreamResponse:
             return await unauthenticated(request, rid)
         message_id = request.match_info["message_id"]
         stored = await gw.store.get(message_id) if _is_uuid(message_id) else None
-        events = await gw.store.events(message_id) if stored is not None else []
+        events: list[AuditEvent] | None = None
+        allowed = stored is not None and (
+            caller.admin or caller.is_party(stored.afzender) or caller.is_party(stored.receiver)
+        )
+        if stored is not None and not allowed and caller.party is not None:
+            events = await gw.store.events(message_id)  # did the caller send it on the afzender's behalf?
+            allowed = _submitted_by(events) == str(caller.party)
         # Others' messages are answered exactly like missing ones: existence is not disclosed.
-        if stored is None or not (
-            caller.admin
-            or caller.is_party(stored.afzender)
-            or caller.is_party(stored.receiver)
-            or (caller.party is not None and _submitted_by(events) == str(caller.party))
-        ):
+        if stored is None or not allowed:
             return await refuse(
                 request, rid, ErrorCode.NOT_FOUND, "no such message for this party", party=caller.party
             )
+        if events is None:
+            events = await gw.store.events(message_id)
         conversation = await gw.store.conversation(stored.conversation_id)
     except StoreUnavailable:
         return error_response(ErrorCode.UNAVAILABLE, "the hub's database is unavailable; retry later", rid)
