@@ -22,9 +22,10 @@ GEMEENTE = PartyRef(PartyKind.GEMEENTE, "0363")
 AANBIEDER = PartyRef(PartyKind.AANBIEDER, "12345678")
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlAlchemyAuditStore]:
-    s = await create_audit_store(database_url)
+@pytest.fixture(params=[False, True], ids=["writer-inline", "writer-thread"])
+async def store(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[SqlAlchemyAuditStore]:
+    """The store as the worker builds it (writer on the caller's loop) and as the gateway does."""
+    s = await create_audit_store(database_url, writer_thread=request.param)
     yield s
     await s.close()
 
@@ -110,6 +111,42 @@ async def test_successful_pushes_of_one_batch_count_each_attempt_once(store: Sql
         row = await store.get(mid)
         assert row is not None and row.status is BerichtStatus.DELIVERED and row.attempts == 1
         assert [e.kind for e in await store.events(mid)][-2:] == ["delivery_attempted", "delivered"]
+
+
+async def test_transitions_of_one_batch_are_applied_together_and_each_still_compare_and_set(
+    store: SqlAlchemyAuditStore,
+) -> None:
+    ids = [await _forwarded(store, _nieuw()) for _ in range(4)]
+    assert await store.mark_delivered(ids[3], channel="push")  # settled before: must lose below
+    mailbox, dead = await _forwarded(store, _nieuw()), [await _forwarded(store, _nieuw()) for _ in range(2)]
+    batches = store.writer.batches
+    # Handed to the writer at once, as a worker with 16 messages in hand does: one batch.
+    results = await asyncio.gather(
+        *(store.mark_delivered(mid, channel="push") for mid in ids),
+        store.mark_in_mailbox(mailbox),
+        *(store.mark_dead_lettered(mid, reason="HTTP 400") for mid in dead),
+    )
+    assert results == [True, True, True, False, True, True, True]
+    assert store.writer.batches == batches + 1
+    for mid in ids[:3]:
+        row = await store.get(mid)
+        assert row is not None and row.status is BerichtStatus.DELIVERED and row.delivered_at is not None
+        assert [e.kind for e in await store.events(mid)].count("delivered") == 1
+    assert [e.kind for e in await store.events(ids[3])].count("delivered") == 1  # no second event
+    row = await store.get(mailbox)
+    assert row is not None and row.status is BerichtStatus.IN_MAILBOX and row.delivered_at is None
+    for mid in dead:
+        row = await store.get(mid)
+        assert row is not None and row.status is BerichtStatus.DEAD_LETTERED and row.last_error == "HTTP 400"
+
+
+async def test_concurrent_reads_by_id_share_one_query(store: SqlAlchemyAuditStore) -> None:
+    ids = [await _forwarded(store, _nieuw()) for _ in range(20)]
+    unknown = str(uuid.uuid4())
+    queries = store._by_id.queries
+    rows = await asyncio.gather(*(store.get(mid) for mid in [*ids, unknown, ids[0]]))
+    assert [r.message_id if r else None for r in rows] == [*ids, None, ids[0]]
+    assert store._by_id.queries - queries <= 2  # 22 look-ups; a straggler may take a second query
 
 
 async def test_attempts_dead_letters_and_replay(store: SqlAlchemyAuditStore) -> None:
