@@ -3,7 +3,8 @@ a mailbox client, each run as its own process by the harness (bench/run.py).
 
     python -m bench.delivery receiver --port P
         an aiohttp server: POST /inbox answers 200 and records the arrival time of each distinct
-        X-Message-Id; GET /stats -> {"n", "first", "last"} (time.monotonic(), system-wide on Linux);
+        X-Message-Id; GET /stats -> {"n", "first", "last", "posts"} (times: time.monotonic(), system-wide
+        on Linux; posts: every POST, repeats included);
         POST /reset forgets everything.
     python -m bench.delivery preload '<json>'
         POST n fresh messages to a hub (`url`, `token`, `template`, `prefix`), `concurrency` at once;
@@ -12,7 +13,7 @@ a mailbox client, each run as its own process by the harness (bench/run.py).
         publish n persistent messages (confirmed) to a quorum queue `name` (the hub's queue kind).
     python -m bench.delivery bare-consume '<json>'
         the baseline: consume queue `name` with prefetch `prefetch`, POST each body to `endpoint`
-        (X-Message-Id), ack after the 2xx; exits after n acks.
+        (X-Message-Id) over at most `connections` connections, ack after the 2xx; exits after n acks.
     python -m bench.delivery mailbox '<json>'
         a receiver fetching its mailbox: GET /v1/mailbox?limit=100, then for each entry GET the body
         and POST the ack (`concurrency` entries at once), until n are acked; meters itself.
@@ -37,10 +38,11 @@ from bench.procs import CpuMeter
 
 def receiver_app() -> web.Application:
     arrivals: dict[str, float] = {}
-    state = {"first": 0.0, "last": 0.0}
+    state = {"first": 0.0, "last": 0.0, "posts": 0.0}
 
     async def inbox(request: web.Request) -> web.Response:
         await request.read()
+        state["posts"] += 1  # every POST, repeats of a message included
         mid = request.headers.get("X-Message-Id", "")
         if mid not in arrivals:
             now = time.monotonic()
@@ -55,7 +57,7 @@ def receiver_app() -> web.Application:
 
     async def reset(_request: web.Request) -> web.Response:
         arrivals.clear()
-        state.update(first=0.0, last=0.0)
+        state.update(first=0.0, last=0.0, posts=0.0)
         return web.json_response({"n": 0})
 
     app = web.Application(client_max_size=30 * 1024 * 1024)
@@ -121,7 +123,9 @@ async def bare_consume(spec: dict[str, Any]) -> dict[str, Any]:
     acked = [0]
     connection = await aio_pika.connect(spec["amqp"])
     timeout = aiohttp.ClientTimeout(total=30, connect=5)
-    async with connection, aiohttp.ClientSession(timeout=timeout) as session:
+    # As many connections to the receiver as the hub's worker opens (HUB_PUSH_CONNECTIONS).
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=int(spec["connections"]))
+    async with connection, aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=int(spec["prefetch"]))
         queue = await channel.declare_queue(spec["name"], durable=True, arguments=spec["arguments"])

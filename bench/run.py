@@ -32,6 +32,7 @@ import aiohttp
 from bench.harness import Registry, Results, RunResult, run_rounds
 from bench.loadgen import PLACEHOLDER
 from bench.procs import CpuMeter
+from hub.settings import Settings
 from tests.support.berichten import declaratie, example, with_header
 from tests.support.hubproc import (
     AMQP_URL,
@@ -416,7 +417,10 @@ def _delivery_missing() -> str | None:
 # -- delivery -------------------------------------------------------------------------------------
 
 PUSH_PARTY, MAILBOX_PARTY = AANBIEDER, "87654321"
-DELIVERY_PREFETCH = 4  # the worker's prefetch per receiver queue (hub/adapters/delivery_worker.py)
+# The worker's prefetch per receiver queue (HUB_WORKER_PREFETCH); the bare loop gets the same, so
+# both hold as many messages in hand at once.
+DELIVERY_PREFETCH = Settings().worker_prefetch
+PUSH_CONNECTIONS = Settings().push_connections
 
 
 @dataclass
@@ -470,6 +474,7 @@ def _delivery_env(env: Env) -> DeliveryEnv:
         HUB_ROUTING_RULES=str(rules),
         HUB_AMQP_EXCHANGE=f"bench.{env.tag}.delivery",
         HUB_AMQP_QUEUE_PREFIX=f"bench.{env.tag}.delivery.ontvanger.",
+        HUB_WORKER_PREFETCH=str(DELIVERY_PREFETCH),
     )
     hub.start()
     stack.callback(_delete_topology, hub)
@@ -501,18 +506,21 @@ def _receiver(d: DeliveryEnv, what: str) -> dict[str, Any]:
     return asyncio.run(ask())
 
 
-def _preload_hub(env: Env, d: DeliveryEnv, template: str, n: int) -> None:
+def _preload_hub(env: Env, d: DeliveryEnv, template: str, n: int) -> str:
+    """Post n fresh messages; returns their Identificatie prefix."""
+    prefix = env.prefix()
     spec = {
         "url": d.hub.url + "/v1/berichten",
         "token": d.hub.tokens["gemeente"],
         "template": str(d.templates[template]),
-        "prefix": env.prefix(),
+        "prefix": prefix,
         "n": n,
         "concurrency": 32,
     }
     out = _subprocess_json([PY, "-m", "bench.delivery", "preload", json.dumps(spec)], timeout=300)
     if out["ok"] != n:
         raise RuntimeError(f"preload: {out['ok']} of {n} accepted ({out['statuses']})")
+    return prefix
 
 
 def _timed_arrivals(d: DeliveryEnv, n: int, pids: list[int], wait: float = 180.0) -> RunResult:
@@ -567,6 +575,7 @@ def delivery_bare(env: Env) -> RunResult:
         "prefix": env.prefix(),
         "n": n,
         "prefetch": DELIVERY_PREFETCH,
+        "connections": PUSH_CONNECTIONS,
         "endpoint": d.endpoint,
     }
     _subprocess_json([PY, "-m", "bench.delivery", "bare-preload", json.dumps(spec)], timeout=300)
@@ -608,7 +617,8 @@ SCENARIOS.add_fn(
     "delivery",
     f"N 4 KB messages posted through `hub serve` (PostgreSQL) to a push receiver while no worker runs; "
     f"then `hub worker` starts and delivers them to a local aiohttp receiver process (prefetch "
-    f"{DELIVERY_PREFETCH}; status `delivered` committed per message); messages/s from the receiver's "
+    f"{DELIVERY_PREFETCH}, at most {PUSH_CONNECTIONS} connections; status `delivered` committed per "
+    "message); messages/s from the receiver's "
     "first arrival to its N-th; `server` CPU is the worker's",
     delivery_push,
     unavailable=_delivery_missing,
@@ -617,7 +627,8 @@ SCENARIOS.add_fn(
     "delivery.bare.consume-post",
     "baseline",
     f"the same N 4 KB messages published (persistent, confirmed) to a quorum queue, then a bare aio-pika "
-    f"consumer (prefetch {DELIVERY_PREFETCH}) POSTs each to the same receiver and acks on 2xx; timed like "
+    f"consumer (prefetch {DELIVERY_PREFETCH}, at most {PUSH_CONNECTIONS} connections) POSTs each to the "
+    "same receiver and acks on 2xx; timed like "
     "delivery.push; `server` CPU is the consumer's",
     delivery_bare,
 )

@@ -134,7 +134,7 @@ async def build_worker(
         rules = RulesHolder.load(settings.routing_rules)
         store = await create_audit_store(settings.database_url, cipher=body_cipher_of(settings))
         stack.push_async_callback(store.close)
-        pusher = HttpPusher()
+        pusher = HttpPusher(limit_per_host=settings.push_connections)
         await pusher.start()
         stack.push_async_callback(pusher.close)
         policy = retry_policy_of(settings)
@@ -154,6 +154,7 @@ async def build_worker(
             store,
             lambda: rules.current,
             amqp_settle_after=settings.amqp_settle_seconds,
+            prefetch=settings.worker_prefetch,
             observer=observer,
         )
         await worker.start()
@@ -167,7 +168,9 @@ async def build_components(settings: Settings) -> AsyncIterator[Components]:
         registry = SchemaRegistry.load(settings.schema_releases, CATALOGUE)
         validator = Validator(registry, max_bytes=settings.max_body_bytes)
         rules = RulesHolder.load(settings.routing_rules)
-        store = await create_audit_store(settings.database_url, cipher=body_cipher_of(settings))
+        store = await create_audit_store(
+            settings.database_url, cipher=body_cipher_of(settings), writer_thread=True
+        )
         stack.push_async_callback(store.close)
         parties = await create_party_store(settings.database_url)
         stack.push_async_callback(parties.close)

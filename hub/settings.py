@@ -30,6 +30,8 @@ class Settings:
     retry_max_age_hours: float = 120.0  # five days
     retention_days: float = 60.0  # bodies are deleted this long after delivery
     amqp_settle_seconds: float = 30.0  # AMQP channel: forwarded this long ago + queue seen empty = delivered
+    worker_prefetch: int = 16  # messages of one receiver queue a worker holds at once
+    push_connections: int = 8  # POSTs to one receiver host in flight at once, per worker
     admin_token: str = ""  # operator token for /v1/admin/*; empty: admin calls are refused
     require_known_conversation: bool = True  # refuse a retour/325 whose heenbericht the hub never saw
     # Trust under attack (docs/security.md).
@@ -61,6 +63,8 @@ class Settings:
             retry_cap_seconds=float(_env("HUB_RETRY_CAP_SECONDS", str(d.retry_cap_seconds))),
             retry_max_attempts=int(_env("HUB_RETRY_MAX_ATTEMPTS", str(d.retry_max_attempts))),
             amqp_settle_seconds=float(_env("HUB_AMQP_SETTLE_SECONDS", str(d.amqp_settle_seconds))),
+            worker_prefetch=int(_env("HUB_WORKER_PREFETCH", str(d.worker_prefetch))),
+            push_connections=int(_env("HUB_PUSH_CONNECTIONS", str(d.push_connections))),
             retry_max_age_hours=float(_env("HUB_RETRY_MAX_AGE_HOURS", str(d.retry_max_age_hours))),
             retention_days=float(_env("HUB_RETENTION_DAYS", str(d.retention_days))),
             admin_token=_env("HUB_ADMIN_TOKEN", d.admin_token),
