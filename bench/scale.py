@@ -7,6 +7,10 @@
    then no loss and no duplicates (every 202 is in the queue exactly once) and duplicate detection
    across processes (the same message posted to both at once: one 202, one 200 duplicate, one
    message_id, one copy in the queue).
+4. Two delivery workers side by side (`hub worker` x 2 on one push receiver's queue), interleaved with
+   one: messages/s and CPU per message per worker process; then, with one worker SIGKILLed half-way,
+   every message delivered and recorded `delivered` exactly once in the audit trail (repeats at the
+   receiver, which at-least-once allows, are counted).
 Writes bench/results/scale-<time>.json and the "Scale" section of docs/performance.md.
 """
 
@@ -25,10 +29,24 @@ from typing import Any
 
 import aio_pika
 import aiohttp
+from sqlalchemy import text
 
 from bench.harness import Results, replace_section, summary_table
 from bench.loadgen import PLACEHOLDER
-from bench.run import AANBIEDER, GEMEENTE, Budget, Env, loadgen, purge_queues, write_templates
+from bench.run import (
+    AANBIEDER,
+    GEMEENTE,
+    Budget,
+    Env,
+    _delivery_env,
+    _preload_hub,
+    _receiver,
+    _timed_arrivals,
+    loadgen,
+    purge_queues,
+    write_templates,
+)
+from hub.adapters.db.engine import create_engine
 from tests.support.hubproc import (
     AMQP_URL,
     HubProcess,
@@ -198,6 +216,110 @@ def two_gateways(rounds: int, seconds: float, log: Any) -> dict[str, Any]:
     return out
 
 
+async def _delivered_trail(url: str, prefix: str) -> dict[str, int]:
+    """Of the messages whose Identificatie starts with `prefix`: rows by status, and 'delivered'
+    events per message (each must have exactly one)."""
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            statuses: dict[str, int] = dict(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT status, count(*) FROM berichten"
+                            " WHERE identificatie LIKE :p GROUP BY status"
+                        ),
+                        {"p": prefix + "%"},
+                    )
+                ).all()
+            )
+            per_message = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FILTER (WHERE n = 1), count(*) FILTER (WHERE n > 1) FROM ("
+                        " SELECT b.message_id, count(e.seq) AS n FROM berichten b"
+                        " LEFT JOIN audit_events e ON e.message_id = b.message_id AND e.kind = 'delivered'"
+                        " WHERE b.identificatie LIKE :p GROUP BY b.message_id) AS t"
+                    ),
+                    {"p": prefix + "%"},
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    return {
+        **{f"rows_{k}": int(v) for k, v in statuses.items()},
+        "one_delivered_event": int(per_message[0]),
+        "several_delivered_events": int(per_message[1]),
+    }
+
+
+def two_workers(rounds: int, seconds: float, log: Any) -> dict[str, Any]:
+    """One and two `hub worker` processes on the same receiver queue, interleaved; then a kill."""
+    budget = Budget(rounds=rounds, seconds=seconds, warmup=1.0, large_seconds=seconds)
+    out: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        tmp = Path(__import__("tempfile").mkdtemp(prefix="hub-bench-workers-"))
+        env = Env(budget, tmp, {}, stack=stack)
+        d = _delivery_env(env)
+        n = max(200, int(400 * seconds))
+        results = Results()
+        for r in range(rounds):
+            order = [1, 2] if r % 2 == 0 else [2, 1]
+            for workers in order:
+                _receiver(d, "reset")
+                _preload_hub(env, d, "push", n)
+                procs = [d.hub.start_worker(name=f"worker{i}", metrics_port=0) for i in range(workers)]
+                try:
+                    res = _timed_arrivals(d, n, [p.pid for p in procs])
+                finally:
+                    d.hub.stop_workers()
+                name = f"delivery.push, {workers} worker{'s' if workers > 1 else ''}"
+                results.add(name, res)
+                log(
+                    f"  round {r + 1} {workers} worker(s): {res.msgs_per_s:,.0f} msgs/s; CPU ms/msg "
+                    + ", ".join(
+                        f"{k} {v * 1000 / max(res.ok, 1):.2f}"
+                        for k, v in res.cpu_s.items()
+                        if k.startswith("server")
+                    )
+                )
+        out["table"] = summary_table(results)
+        out["per_process_cpu_ms"] = {
+            name: [
+                {k: v * 1000 / max(r.ok, 1) for k, v in r.cpu_s.items() if k.startswith("server")}
+                for r in runs
+            ]
+            for name, runs in results.runs.items()
+        }
+        # The guarantee: two workers, one killed (SIGKILL) once a third has arrived.
+        _receiver(d, "reset")
+        prefix = _preload_hub(env, d, "push", n)
+        procs = [d.hub.start_worker(name=f"worker-kill{i}", metrics_port=0) for i in range(2)]
+        deadline = time.monotonic() + 120
+        while _receiver(d, "stats")["n"] < n // 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        procs[0].kill()
+        procs[0].wait(10)
+        while _receiver(d, "stats")["n"] < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.0)  # repeats and the last commits land
+        d.hub.stop_workers()
+        stats = _receiver(d, "stats")
+        trail = asyncio.run(_delivered_trail(d.hub.env["HUB_DATABASE_URL"], prefix))
+        out["guarantees"] = {
+            "messages": n,
+            "arrived_distinct": stats["n"],
+            "posts_at_receiver": int(stats["posts"]),
+            "repeats_at_receiver": int(stats["posts"]) - stats["n"],
+            "trail": trail,
+            "ok": stats["n"] == n
+            and trail.get("rows_delivered", 0) == n
+            and trail["one_delivered_event"] == n
+            and trail["several_delivered_events"] == 0,
+        }
+    return out
+
+
 def render(report: dict[str, Any]) -> str:
     seed = report.get("audit", {})
     lines = [
@@ -252,6 +374,31 @@ def render(report: dict[str, Any]) -> str:
             "```",
             json.dumps(two["guarantees"], indent=1),
             "```",
+            "",
+        ]
+    workers = report.get("two_workers")
+    if workers:
+        lines += [
+            "### Two delivery workers",
+            "",
+            "N messages posted through `hub serve` (PostgreSQL) to a push receiver while no worker runs; "
+            "then one or two `hub worker` processes deliver them (interleaved rounds). `server` is the "
+            "sum of the workers; per process below.",
+            "",
+            workers["table"],
+            "",
+            "CPU ms per message per worker process, per round:",
+            "",
+            "```",
+            json.dumps(workers["per_process_cpu_ms"], indent=1),
+            "```",
+            "",
+            "Guarantees (two workers, the first SIGKILLed once a third of the messages had arrived; the "
+            "trail counts `delivered` events per message in the database):",
+            "",
+            "```",
+            json.dumps(workers["guarantees"], indent=1),
+            "```",
         ]
     return "\n".join(lines)
 
@@ -261,23 +408,35 @@ def main(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M %Z")}
-    print("routing (bench/routing.py)", flush=True)
-    report["routing"] = routing(3)
-    print(report["routing"], flush=True)
-    print("two gateways", flush=True)
-    report["two_gateways"] = two_gateways(3, 6.0, lambda s: print(s, flush=True))
-    print(json.dumps(report["two_gateways"]["guarantees"], indent=1), flush=True)
-    report["audit"] = asyncio.run(
-        seed_audit.run(args.rows, 500, args.keep_db, log=lambda s: print(s, flush=True))
-    )
-    print(json.dumps(report["audit"], indent=1), flush=True)
+    parts = args.only or ["routing", "gateways", "workers", "audit"]
+
+    def wanted(part: str) -> bool:
+        return any(o in part for o in parts)
+
+    if wanted("routing"):
+        print("routing (bench/routing.py)", flush=True)
+        report["routing"] = routing(3)
+        print(report["routing"], flush=True)
+    if wanted("gateways"):
+        print("two gateways", flush=True)
+        report["two_gateways"] = two_gateways(3, 6.0, lambda s: print(s, flush=True))
+        print(json.dumps(report["two_gateways"]["guarantees"], indent=1), flush=True)
+    if wanted("workers"):
+        print("two workers", flush=True)
+        report["two_workers"] = two_workers(3, 2.0, lambda s: print(s, flush=True))
+        print(json.dumps(report["two_workers"]["guarantees"], indent=1), flush=True)
+    if wanted("audit"):
+        report["audit"] = asyncio.run(
+            seed_audit.run(args.rows, 500, args.keep_db, log=lambda s: print(s, flush=True))
+        )
+        print(json.dumps(report["audit"], indent=1), flush=True)
     report["json_name"] = f"scale-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out = REPO / "bench" / "results" / report["json_name"]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
-    if not args.no_doc:
-        text = DOC.read_text() if DOC.exists() else "# Performance\n"
-        DOC.write_text(replace_section(text, HEADING, render(report)))
+    if not args.no_doc and not args.only:  # a part alone does not replace the whole section
+        doc = DOC.read_text() if DOC.exists() else "# Performance\n"
+        DOC.write_text(replace_section(doc, HEADING, render(report)))
         print(f"wrote {DOC.relative_to(REPO)}")
     print(f"took {time.monotonic() - started:.0f} s")
     return 0
