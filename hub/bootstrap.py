@@ -168,9 +168,7 @@ async def build_components(settings: Settings) -> AsyncIterator[Components]:
         registry = SchemaRegistry.load(settings.schema_releases, CATALOGUE)
         validator = Validator(registry, max_bytes=settings.max_body_bytes)
         rules = RulesHolder.load(settings.routing_rules)
-        store = await create_audit_store(
-            settings.database_url, cipher=body_cipher_of(settings), writer_thread=True
-        )
+        store = await create_audit_store(settings.database_url, cipher=body_cipher_of(settings))
         stack.push_async_callback(store.close)
         parties = await create_party_store(settings.database_url)
         stack.push_async_callback(parties.close)

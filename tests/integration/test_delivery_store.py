@@ -22,10 +22,9 @@ GEMEENTE = PartyRef(PartyKind.GEMEENTE, "0363")
 AANBIEDER = PartyRef(PartyKind.AANBIEDER, "12345678")
 
 
-@pytest.fixture(params=[False, True], ids=["writer-inline", "writer-thread"])
-async def store(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[SqlAlchemyAuditStore]:
-    """The store as the worker builds it (writer on the caller's loop) and as the gateway does."""
-    s = await create_audit_store(database_url, writer_thread=request.param)
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[SqlAlchemyAuditStore]:
+    s = await create_audit_store(database_url)
     yield s
     await s.close()
 

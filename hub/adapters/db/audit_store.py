@@ -7,11 +7,10 @@ its batch committed). Reads go straight to the database.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,7 +28,7 @@ from hub.adapters.db.audit_writes import (
 from hub.adapters.db.batched_lookup import BatchedLookup
 from hub.adapters.db.body_crypto import NO_ENCRYPTION, BodyCipher
 from hub.adapters.db.delivery_reads import DeliveryReads
-from hub.adapters.db.engine import create_engine, is_sqlite, sqlite_path, unavailable_as_store_error
+from hub.adapters.db.engine import create_engine, unavailable_as_store_error
 from hub.adapters.db.group_commit import GroupCommitWriter
 from hub.adapters.db.rows import stored_from_new, stored_from_row
 from hub.adapters.db.tables import audit_events, bericht_bodies, berichten
@@ -53,10 +52,17 @@ _THREAD_CRYPTO_BYTES = 256 * 1024
 _UNDELIVERED = frozenset({BerichtStatus.RECEIVED, BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX})
 
 
+_BY_IDS = select(berichten).where(berichten.c.message_id.in_(bindparam("ids", expanding=True)))
+
+
 def _lost_a_race(op: AuditOp, exc: Exception) -> bool:
-    """Two processes numbered an event of one message alike (UNIQUE(message_id, seq)): write again.
-    A StoreReceived that fails on a unique index is an identity conflict, not a race to retry."""
-    return isinstance(exc, IntegrityError) and not isinstance(op, StoreReceived)
+    """Two writers numbered an event of one message alike (UNIQUE(message_id, seq)): write again.
+    A StoreReceived that fails on the identity index is an identity conflict, not a race to retry;
+    one that fails on the events' index lost a race on the `answered` event of its heenbericht."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    return not isinstance(op, StoreReceived) or "audit_events" in str(exc.orig)
+
 
 
 class SqlAlchemyAuditStore(DeliveryReads):
@@ -69,21 +75,17 @@ class SqlAlchemyAuditStore(DeliveryReads):
         max_batch: int = 200,
         write_timeout: float = 10.0,
         cipher: BodyCipher = NO_ENCRYPTION,
-        writer_engine: Callable[[], AsyncEngine] | None = None,
     ) -> None:
-        """`writer_engine`: a factory of the engine for a writer on a thread of its own (see
-        group_commit.py); None: the writer shares `engine` and the caller's event loop."""
         self.engine = engine
         self.cipher = cipher
         self._by_id: BatchedLookup[str, StoredBericht] = BatchedLookup(self._rows_by_id)
         self.writer: GroupCommitWriter[AuditOp] = GroupCommitWriter(
-            writer_engine or engine,
+            engine,
             apply_batch,
             self._explain,
             max_batch=max_batch,
             timeout=write_timeout,
             retryable=_lost_a_race,
-            thread=writer_engine is not None,
         )
 
     async def close(self) -> None:
@@ -175,9 +177,8 @@ class SqlAlchemyAuditStore(DeliveryReads):
         return await self._by_id.get(message_id)
 
     async def _rows_by_id(self, message_ids: list[str]) -> dict[str, StoredBericht]:
-        query = select(berichten).where(berichten.c.message_id.in_(message_ids))
         async with self._reading() as conn:
-            rows = (await conn.execute(query)).mappings().all()
+            rows = (await conn.execute(_BY_IDS, {"ids": message_ids})).mappings().all()
         return {r["message_id"]: stored_from_row(r) for r in rows}
 
     async def events(self, message_id: str) -> list[AuditEvent]:
@@ -300,23 +301,9 @@ class SqlAlchemyAuditStore(DeliveryReads):
 
 
 async def create_audit_store(
-    url: str,
-    *,
-    max_batch: int = 200,
-    pool_size: int = 5,
-    cipher: BodyCipher = NO_ENCRYPTION,
-    writer_thread: bool = False,
+    url: str, *, max_batch: int = 200, pool_size: int = 5, cipher: BodyCipher = NO_ENCRYPTION
 ) -> SqlAlchemyAuditStore:
-    """Build the store and start its writer. Does not touch the database: call ping() to check it.
-
-    `writer_thread`: the writer gets a thread and an engine of its own (group_commit.py), except on
-    an in-memory SQLite database (a second engine would be a second, empty database). It pays on the
-    gateway, whose loop is busy with requests; on the worker's quieter loop the hops between threads
-    cost more than they save (docs/performance.md)."""
-    in_memory = is_sqlite(url) and sqlite_path(url) is None
-    own_engine = (lambda: create_engine(url, pool_size=1)) if writer_thread and not in_memory else None
-    store = SqlAlchemyAuditStore(
-        create_engine(url, pool_size=pool_size), max_batch=max_batch, cipher=cipher, writer_engine=own_engine
-    )
+    """Build the store and start its writer. Does not touch the database: call ping() to check it."""
+    store = SqlAlchemyAuditStore(create_engine(url, pool_size=pool_size), max_batch=max_batch, cipher=cipher)
     store.writer.start()
     return store

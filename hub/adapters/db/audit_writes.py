@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import BindParameter, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.adapters.db.body_crypto import Sealed
@@ -23,6 +23,57 @@ from hub.service.ports import BerichtStatus, NieuwBericht, Weigering
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# The batch's statements, built once: building one and computing its cache key costs ~0.1 ms of
+# Python each time, several times per batch, which at small batches was a good part of a request.
+_IDS: BindParameter[str] = bindparam("ids", expanding=True)
+_INSERT_BERICHTEN = insert(berichten)
+_INSERT_BODIES = insert(bericht_bodies)
+_INSERT_EVENTS = insert(audit_events)
+_INSERT_REFUSALS = insert(weigeringen)
+_FORWARD = (
+    update(berichten)
+    .where(berichten.c.message_id.in_(_IDS), berichten.c.status == BerichtStatus.RECEIVED.value)
+    .values(status=BerichtStatus.FORWARDED.value, updated_at=bindparam("at_"))
+    .returning(berichten.c.message_id)
+)
+_STORED = select(berichten.c.message_id).where(berichten.c.message_id.in_(_IDS))
+_ANSWERED = (
+    update(berichten)
+    .where(berichten.c.message_id.in_(_IDS), berichten.c.answered_at.is_(None))
+    .values(answered_at=bindparam("at_"))
+    .returning(berichten.c.message_id)
+)
+_COUNT_ATTEMPTS = (
+    update(berichten)
+    .where(berichten.c.message_id.in_(_IDS))
+    .values(attempts=berichten.c.attempts + 1, updated_at=bindparam("at_"))
+)
+_LAST_SEQ = (
+    select(audit_events.c.message_id, func.max(audit_events.c.seq))
+    .where(audit_events.c.message_id.in_(_IDS))
+    .group_by(audit_events.c.message_id)
+)
+_TRANSITIONS: dict[tuple[BerichtStatus, frozenset[BerichtStatus], bool], Any] = {}
+
+
+def _transition_statement(to: BerichtStatus, from_: frozenset[BerichtStatus], with_error: bool) -> Any:
+    key = (to, from_, with_error)
+    statement = _TRANSITIONS.get(key)
+    if statement is None:
+        values: dict[str, Any] = {"status": to.value, "updated_at": bindparam("at_")}
+        if to is BerichtStatus.DELIVERED:
+            values["delivered_at"] = bindparam("at_")
+        if with_error:
+            values["last_error"] = bindparam("error_")
+        statement = _TRANSITIONS[key] = (
+            update(berichten)
+            .where(berichten.c.message_id.in_(_IDS), berichten.c.status.in_(sorted(s.value for s in from_)))
+            .values(**values)
+            .returning(berichten.c.message_id)
+        )
+    return statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,31 +142,18 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
     outcomes: list[BaseException | None] = [None] * len(ops)
     received = [op for op in ops if isinstance(op, StoreReceived)]
     if received:
-        await conn.execute(insert(berichten), [bericht_values(op.bericht) for op in received])
-        await conn.execute(
-            insert(bericht_bodies),
-            [_body_values(op) for op in received],
-        )
+        await conn.execute(_INSERT_BERICHTEN, [bericht_values(op.bericht) for op in received])
+        await conn.execute(_INSERT_BODIES, [_body_values(op) for op in received])
 
     forwarded = {op.message_id for op in ops if isinstance(op, MarkForwarded)}
     if forwarded:
         # One timestamp for the batch: these rows all changed in the same transaction. Only a row
         # still `received` changes: a worker may have taken the message from the queue and settled it
         # (delivered, in a mailbox) before this commit; that newer status stands.
-        changed = await conn.execute(
-            update(berichten)
-            .where(
-                berichten.c.message_id.in_(forwarded),
-                berichten.c.status == BerichtStatus.RECEIVED.value,
-            )
-            .values(status=BerichtStatus.FORWARDED.value, updated_at=_now())
-            .returning(berichten.c.message_id)
-        )
+        changed = await conn.execute(_FORWARD, {"ids": list(forwarded), "at_": _now()})
         missing = forwarded - set(changed.scalars())
         if missing:  # settled already (they stand), or not stored at all (an error for the caller)
-            found = await conn.execute(
-                select(berichten.c.message_id).where(berichten.c.message_id.in_(missing))
-            )
+            found = await conn.execute(_STORED, {"ids": list(missing)})
             missing -= set(found.scalars())
         for i, op in enumerate(ops):
             if isinstance(op, MarkForwarded) and op.message_id in missing:
@@ -126,13 +164,7 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
     if answering:
         # The first answer to a heenbericht closes its deadline; a later one changes nothing.
         found = await conn.execute(
-            update(berichten)
-            .where(
-                berichten.c.message_id.in_({b.answers_message_id for b in answering}),
-                berichten.c.answered_at.is_(None),
-            )
-            .values(answered_at=_now())
-            .returning(berichten.c.message_id)
+            _ANSWERED, {"ids": list({b.answers_message_id for b in answering}), "at_": _now()}
         )
         answered = set(found.scalars())
 
@@ -141,14 +173,11 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
     # is submitted before its `delivered` transition.
     ok_attempts = [op for op in ops if isinstance(op, RecordAttempt) and op.outcome == "ok"]
     counted = {op.message_id for op in ok_attempts}
-    if len(ok_attempts) < 2 or len(counted) != len(ok_attempts):
+    if not ok_attempts or len(counted) != len(ok_attempts):
         counted = set()
     else:
-        await conn.execute(
-            update(berichten)
-            .where(berichten.c.message_id.in_(counted))
-            .values(attempts=berichten.c.attempts + 1, updated_at=max(op.at for op in ok_attempts))
-        )
+        at = max(op.at for op in ok_attempts)
+        await conn.execute(_COUNT_ATTEMPTS, {"ids": list(counted), "at_": at})
 
     together = _transitions_together(ops)
     for i, op in enumerate(ops):
@@ -182,11 +211,11 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
     events = _events(ops, outcomes, answered)
     if events:
         await number_events(conn, events, (op.bericht.message_id for op in received))
-        await conn.execute(insert(audit_events), events)
+        await conn.execute(_INSERT_EVENTS, events)
 
     refusals = [_refusal_values(op.weigering) for op in ops if isinstance(op, RecordRefusal)]
     if refusals:
-        await conn.execute(insert(weigeringen), refusals)
+        await conn.execute(_INSERT_REFUSALS, refusals)
     return outcomes
 
 
@@ -195,10 +224,11 @@ def _transitions_together(ops: Sequence[AuditOp]) -> bool:
 
     Yes when each message has at most one transition in the batch and no failed attempt (which sets
     last_error, as a dead-letter transition does): then their order among the other ops does not
-    matter. A worker's batch of deliveries is such a batch; 16 of them cost one round trip, not 16.
+    matter. A worker's batch of deliveries is such a batch; 16 of them cost one round trip, not 16,
+    and a lone transition takes the prebuilt statement too.
     """
     ids = [op.message_id for op in ops if isinstance(op, Transition)]
-    if len(ids) < 2 or len(set(ids)) != len(ids):
+    if not ids or len(set(ids)) != len(ids):
         return False
     failed = {op.message_id for op in ops if isinstance(op, RecordAttempt) and op.outcome != "ok"}
     return failed.isdisjoint(ids)
@@ -215,20 +245,10 @@ async def _apply_transitions_together(
         transitions = [op for op in (ops[i] for i in members) if isinstance(op, Transition)]
         # One timestamp for the group: the rows change in one transaction (each event keeps its own).
         at = max(op.at for op in transitions)
-        values: dict[str, Any] = {"status": to.value, "updated_at": at}
-        if to is BerichtStatus.DELIVERED:
-            values["delivered_at"] = at
+        params: dict[str, Any] = {"ids": [op.message_id for op in transitions], "at_": at}
         if last_error is not None:
-            values["last_error"] = last_error[:300]
-        changed = await conn.execute(
-            update(berichten)
-            .where(
-                berichten.c.message_id.in_([op.message_id for op in transitions]),
-                berichten.c.status.in_([s.value for s in from_]),
-            )
-            .values(**values)
-            .returning(berichten.c.message_id)
-        )
+            params["error_"] = last_error[:300]
+        changed = await conn.execute(_transition_statement(to, from_, last_error is not None), params)
         done = set(changed.scalars())
         for i, op in zip(members, transitions, strict=True):
             if op.message_id not in done:
@@ -307,11 +327,7 @@ async def number_events(conn: AsyncConnection, events: list[dict[str, Any]], new
     ids = {e["message_id"] for e in events} - set(new_ids)
     last: dict[str, int] = {}
     if ids:
-        result = await conn.execute(
-            select(audit_events.c.message_id, func.max(audit_events.c.seq))
-            .where(audit_events.c.message_id.in_(ids))
-            .group_by(audit_events.c.message_id)
-        )
+        result = await conn.execute(_LAST_SEQ, {"ids": list(ids)})
         last = {message_id: seq for message_id, seq in result}
     for e in events:
         e["seq"] = last[e["message_id"]] = last.get(e["message_id"], 0) + 1
