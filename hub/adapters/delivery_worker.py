@@ -4,8 +4,10 @@
   their queue (status forwarded) and consumes those whose channel is push or mailbox; a receiver on the
   AMQP channel consumes its queue itself, so the worker cancels its consumer there, and records as
   delivered what was forwarded to that queue before the worker last saw it empty (see _settle_amqp).
-- One consumer per receiver queue with a small prefetch: a slow or dead receiver holds only its own
-  few messages, never another receiver's (no head-of-line blocking across receivers).
+- One consumer per receiver queue with a bounded prefetch (HUB_WORKER_PREFETCH): a slow or dead
+  receiver holds only its own few messages, never another receiver's (no head-of-line blocking
+  across receivers). The messages in hand share database reads and commits (batched look-ups,
+  group commit), so a larger prefetch costs less per message.
 - Retries wait in RabbitMQ, not in the worker: a copy goes to a delay queue (one per level, a fixed
   TTL each) whose dead-letter exchange is the main exchange, so on expiry it returns to the receiver's
   queue by its original routing key. The copy is confirmed before the original is acked: a crash
@@ -73,7 +75,7 @@ class DeliveryWorker:
         store: DeliveryStore,
         rules: Callable[[], RoutingRules],
         *,
-        prefetch: int = 4,
+        prefetch: int = 16,
         discover_every: float = 2.0,
         idle_after: float = 600.0,
         today: Callable[[], date] = vandaag,

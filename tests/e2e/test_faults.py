@@ -38,6 +38,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from hub.settings import Settings
 from tests.support.berichten import example, with_header
 from tests.support.hubproc import (
     AMQP_URL,
@@ -469,9 +470,16 @@ async def test_worker_sigkill_and_restart(push_hub: HubProcess, db_url: str, rec
             await asyncio.sleep(2.0)
 
     # docs/delivery.md: a worker that dies after the receiver answered 2xx but before the hub recorded
-    # it makes the receiver see that message twice: at most the messages in hand (prefetch 4) per kill.
+    # it makes the receiver see that message twice: at most the messages in hand (the prefetch) per kill.
+    in_hand = Settings().worker_prefetch
     await _with_delivery(
-        hub, db_url, receiver, "worker sigkill", fault, no_answer_allowed=False, duplicates_allowed=4 * kills
+        hub,
+        db_url,
+        receiver,
+        "worker sigkill",
+        fault,
+        no_answer_allowed=False,
+        duplicates_allowed=in_hand * kills,
     )
 
 
@@ -486,7 +494,13 @@ async def test_push_receiver_cut_off_for_a_while(
         await receiver.start()
 
     # A push in flight when the receiver's server stops can be handled there while its answer is lost:
-    # retried, it arrives twice (the receiver drops it by X-Message-Id): at most the 4 in hand.
+    # retried, it arrives twice (the receiver drops it by X-Message-Id): at most one per connection.
     await _with_delivery(
-        hub, db_url, receiver, "receiver cut off", fault, no_answer_allowed=False, duplicates_allowed=4
+        hub,
+        db_url,
+        receiver,
+        "receiver cut off",
+        fault,
+        no_answer_allowed=False,
+        duplicates_allowed=Settings().push_connections,  # answers lost as the server stops
     )
