@@ -22,6 +22,7 @@ from bench.harness import (
 )
 from bench.loadgen import PLACEHOLDER, Bodies, percentiles
 from bench.procs import CpuMeter
+from bench.run import SCENARIOS, TARGET_PAIRS, target_pairs_adjacent
 
 
 def _result(rate: float, *, server_cpu: float = 1.0, p99: float = 10.0) -> RunResult:
@@ -138,3 +139,10 @@ def test_one_tiny_real_closed_loop_run() -> None:
     assert result.ok > 0 and result.msgs_per_s > 0
     assert result.latency_ms["p99"] >= 1.0
     assert result.cpu_ms_per_msg("server") is not None
+
+
+def test_each_target_pair_runs_back_to_back_in_either_direction() -> None:
+    order = [s.name for s in target_pairs_adjacent(SCENARIOS.select(quick=False, only=[]))]
+    assert sorted(order) == sorted(s.name for s in SCENARIOS.select(quick=False, only=[]))
+    for base, hub in TARGET_PAIRS:
+        assert order.index(hub) == order.index(base) + 1  # reversed on odd rounds: still neighbours
