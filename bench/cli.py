@@ -4,7 +4,7 @@
     python -m bench --quick      smoke run (~2-3 min): 2 short rounds, fewer scenarios; JSON only
     python -m bench --only hub.pg --only bare.pipeline.pg    a subset (substring match)
     python -m bench list         the registered scenarios
-    python -m bench scale        10M-row audit lookups, routing with 10,000 aanbieders, 2 gateways
+    python -m bench scale        10M-row audit lookups, routing with 10,000 aanbieders, 2 gateways, 2 workers
 
 Raw numbers go to bench/results/bench-<time>.json (and scale-<time>.json).
 """
