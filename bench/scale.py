@@ -31,7 +31,7 @@ import aio_pika
 import aiohttp
 from sqlalchemy import text
 
-from bench.harness import Results, replace_section, summary_table
+from bench.harness import Results, RunResult, replace_section, summary_table
 from bench.loadgen import PLACEHOLDER
 from bench.run import (
     AANBIEDER,
@@ -128,6 +128,20 @@ async def _same_message_to_both(hubs: list[HubProcess], template: bytes, n: int)
     return {"pairs": n, "status_pairs": outcomes, "pairs_with_two_message_ids": split_ids}
 
 
+def _server_cpu_ms(res: RunResult) -> dict[str, float]:
+    """CPU ms per message of the processes under test: the sum ("server") and each ("server#i")."""
+    return {k: v * 1000 / max(res.ok, 1) for k, v in res.cpu_s.items() if k.startswith("server")}
+
+
+def _rate_line(res: RunResult) -> str:
+    cpu = ", ".join(f"{k} {v:.2f}" for k, v in _server_cpu_ms(res).items())
+    return f"{res.msgs_per_s:,.0f} msgs/s; CPU ms/msg {cpu}"
+
+
+def _per_process_cpu(results: Results) -> dict[str, list[dict[str, float]]]:
+    return {name: [_server_cpu_ms(r) for r in runs] for name, runs in results.runs.items()}
+
+
 def two_gateways(rounds: int, seconds: float, log: Any) -> dict[str, Any]:
     budget = Budget(rounds=rounds, seconds=seconds, warmup=1.0, large_seconds=seconds)
     out: dict[str, Any] = {}
@@ -170,23 +184,10 @@ def two_gateways(rounds: int, seconds: float, log: Any) -> dict[str, Any]:
                         count_for=variant,
                     )
                     results.add(f"hub.pg.4k.c64, {variant}", res)
-                    log(
-                        f"  round {r + 1} {variant}: {res.msgs_per_s:,.0f} msgs/s; CPU ms/msg "
-                        + ", ".join(
-                            f"{k} {v * 1000 / max(res.ok, 1):.2f}"
-                            for k, v in res.cpu_s.items()
-                            if k.startswith("server")
-                        )
-                    )
+                    log(f"  round {r + 1} {variant}: {_rate_line(res)}")
                     purge_queues(env)
             out["table"] = summary_table(results)
-            out["per_process_cpu_ms"] = {
-                name: [
-                    {k: v * 1000 / max(r.ok, 1) for k, v in r.cpu_s.items() if k.startswith("server")}
-                    for r in runs
-                ]
-                for name, runs in results.runs.items()
-            }
+            out["per_process_cpu_ms"] = _per_process_cpu(results)
             # Guarantees: a fixed number of fresh messages through both, then everything drained.
             fresh = 400
             before = env.answered.get("2 gateways", 0)
@@ -275,22 +276,9 @@ def two_workers(rounds: int, seconds: float, log: Any) -> dict[str, Any]:
                     d.hub.stop_workers()
                 name = f"delivery.push, {workers} worker{'s' if workers > 1 else ''}"
                 results.add(name, res)
-                log(
-                    f"  round {r + 1} {workers} worker(s): {res.msgs_per_s:,.0f} msgs/s; CPU ms/msg "
-                    + ", ".join(
-                        f"{k} {v * 1000 / max(res.ok, 1):.2f}"
-                        for k, v in res.cpu_s.items()
-                        if k.startswith("server")
-                    )
-                )
+                log(f"  round {r + 1} {workers} worker(s): {_rate_line(res)}")
         out["table"] = summary_table(results)
-        out["per_process_cpu_ms"] = {
-            name: [
-                {k: v * 1000 / max(r.ok, 1) for k, v in r.cpu_s.items() if k.startswith("server")}
-                for r in runs
-            ]
-            for name, runs in results.runs.items()
-        }
+        out["per_process_cpu_ms"] = _per_process_cpu(results)
         # The guarantee: two workers, one killed (SIGKILL) once a third has arrived.
         _receiver(d, "reset")
         prefix = _preload_hub(env, d, "push", n)
