@@ -329,8 +329,11 @@ async def _server_outage(
     async with _session() as session:
         stream.start(session)
         await asyncio.sleep(2.0)
-        began = time.monotonic()
         await stop()
+        # From here the server is down: `rabbitmqctl stop_app` and the PostgreSQL stop return once it
+        # is. (Counting from the call instead raced the CLI's own start-up of a second or more: a
+        # request begun then was still confirmed, and answered 202, by a broker about to stop.)
+        stopped = time.monotonic()
         await asyncio.sleep(OUTAGE_S)
         restoring = time.monotonic()
         await start()
@@ -344,8 +347,8 @@ async def _server_outage(
         await asyncio.sleep(2.0)
         await stream.finish()
     recovered_after = stream.first_2xx_since(back)
-    # Requests begun while the server was surely down (its stop has had a second to take effect).
-    during = [a for a in stream.attempts if began + 1.0 < a.started and a.started + a.latency < restoring]
+    # Requests begun while the server was down and answered before its start began.
+    during = [a for a in stream.attempts if stopped < a.started and a.started + a.latency < restoring]
     after = collections.Counter(str(a.status) for a in stream.attempts if a.started >= back)
     copies = collections.Counter(
         m.message_id
