@@ -64,7 +64,6 @@ def _lost_a_race(op: AuditOp, exc: Exception) -> bool:
     return not isinstance(op, StoreReceived) or "audit_events" in str(exc.orig)
 
 
-
 class SqlAlchemyAuditStore(DeliveryReads):
     """The AuditStore and DeliveryStore ports (the delivery reads live in delivery_reads.py)."""
 

@@ -182,21 +182,7 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
     together = _transitions_together(ops)
     for i, op in enumerate(ops):
         if isinstance(op, Transition) and not together:
-            values: dict[str, Any] = {"status": op.to.value, "updated_at": op.at}
-            if op.to is BerichtStatus.DELIVERED:
-                values["delivered_at"] = op.at
-            if op.last_error is not None:
-                values["last_error"] = op.last_error[:300]
-            done = await conn.execute(
-                update(berichten)
-                .where(
-                    berichten.c.message_id == op.message_id,
-                    berichten.c.status.in_([s.value for s in op.from_]),
-                )
-                .values(**values)
-            )
-            if done.rowcount != 1:
-                outcomes[i] = NotInState(op.message_id)
+            await _apply_transitions(conn, ops, [i], outcomes)  # in order, among the attempts
         elif isinstance(op, RecordAttempt) and not (op.outcome == "ok" and op.message_id in counted):
             attempt = {"attempts": berichten.c.attempts + 1, "updated_at": op.at}
             if op.outcome != "ok":
@@ -206,7 +192,9 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
             )
 
     if together:
-        await _apply_transitions_together(conn, ops, outcomes)
+        await _apply_transitions(
+            conn, ops, [i for i, op in enumerate(ops) if isinstance(op, Transition)], outcomes
+        )
 
     events = _events(ops, outcomes, answered)
     if events:
@@ -234,11 +222,13 @@ def _transitions_together(ops: Sequence[AuditOp]) -> bool:
     return failed.isdisjoint(ids)
 
 
-async def _apply_transitions_together(
-    conn: AsyncConnection, ops: Sequence[AuditOp], outcomes: list[BaseException | None]
+async def _apply_transitions(
+    conn: AsyncConnection, ops: Sequence[AuditOp], indices: list[int], outcomes: list[BaseException | None]
 ) -> None:
+    """The Transitions at `indices`, one compare-and-set UPDATE per kind of change."""
     groups: dict[tuple[BerichtStatus, frozenset[BerichtStatus], str | None], list[int]] = {}
-    for i, op in enumerate(ops):
+    for i in indices:
+        op = ops[i]
         if isinstance(op, Transition):
             groups.setdefault((op.to, op.from_, op.last_error), []).append(i)
     for (to, from_, last_error), members in groups.items():
