@@ -205,6 +205,7 @@ async def build_components(settings: Settings) -> AsyncIterator[Components]:
             require_known_conversation=settings.require_known_conversation,
             observer=metrics,
         )
+        stack.push_async_callback(intake.settle)  # runs before the store and the publisher close
         yield Components(settings, registry, validator, rules, store, parties, publisher, intake, metrics)
 
 

@@ -1,9 +1,11 @@
 """Intake: from posted bytes to a message that is stored and confirmed in its receiver's queue.
 
-The 2xx promise (docs/architecture.md): `submit` returns only after the row and body are committed,
-RabbitMQ has confirmed the persistent publish to the receiver's quorum queue, and the status
-FORWARDED is committed. A crash anywhere before that leaves either nothing, or a RECEIVED row that the
-sender's retry (same identity) publishes under the same message_id.
+The 2xx promise (docs/architecture.md): `submit` returns only after the row and body are committed
+and RabbitMQ has confirmed the persistent publish to the receiver's quorum queue. A crash before that
+leaves either nothing, or a RECEIVED row that the sender's retry (same identity) publishes under the
+same message_id. The status FORWARDED (event `published`) is committed right after, off the answer's
+path: the message is in its queue by then, and the worker delivers a RECEIVED message like a
+FORWARDED one, so a crash before that commit loses an audit event, never the message.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ IN_PROGRESS_WINDOW_S = 10.0
 
 # Bodies below this size are validated on the event loop: the thread hop costs more than it saves.
 _INLINE_VALIDATION_BYTES = 16 * 1024
+
+# A FORWARDED mark that finds the database unavailable is tried again after these pauses (seconds);
+# after the last, the row stays RECEIVED (the message is in its queue all the same).
+_MARK_RETRY_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # ~1 minute in all
+_SETTLE_S = 5.0
 
 
 class Validates(Protocol):
@@ -137,6 +144,8 @@ class Intake:
         self._require_known_conversation = require_known_conversation
         self._observer: IntakeObserver = observer if observer is not None else NullIntakeObserver()
         self._in_progress: dict[_Identity, asyncio.Future[None]] = {}
+        # message_id -> the task committing its FORWARDED mark: published by this process, not yet marked.
+        self._marking: dict[str, asyncio.Task[None]] = {}
 
     async def submit(self, data: bytes, sender: PartyRef, *, request_id: str) -> Accepted:
         started = time.perf_counter()
@@ -327,7 +336,10 @@ class Intake:
         )
 
     async def _again(self, existing: StoredBericht, bericht: Bericht, sha256: str) -> Accepted:
-        """The same identity again: a duplicate, or the retry of a message not yet forwarded."""
+        """The same identity again: a duplicate, or the retry of a message not yet forwarded.
+
+        A RECEIVED row this process has published and is still marking is a duplicate too: it is in
+        its queue already."""
         if existing.sha256 != sha256:
             raise Refused(
                 ErrorCode.IDENTIFICATIE_REUSED,
@@ -335,7 +347,7 @@ class Intake:
                 f"Dagtekening {bericht.identiteit.dagtekening.isoformat()} was accepted before as "
                 f"{existing.message_id}",
             )
-        if existing.status is BerichtStatus.RECEIVED:
+        if existing.status is BerichtStatus.RECEIVED and existing.message_id not in self._marking:
             if await self._in_progress_elsewhere(existing):
                 raise Unavailable("in_progress")
             try:
@@ -376,11 +388,35 @@ class Intake:
                 log.warning("could not record publish failure for %s", stored.message_id)
             raise Unavailable("broker") from exc
         self._observer.published(True)
-        try:
-            await self._store.mark_forwarded(stored.message_id, queue=queue)
-        except StoreUnavailable as exc:
-            # In the queue, but not marked: the sender's retry republishes under the same message_id.
-            raise Unavailable("database") from exc
+        # The promise is kept now (committed row, confirmed publish): the mark is only the audit
+        # event, and waiting for its commit would add a second group commit to every answer.
+        mark = asyncio.get_running_loop().create_task(
+            self._mark_forwarded(stored.message_id, queue), name=f"mark-forwarded-{stored.message_id}"
+        )
+        self._marking[stored.message_id] = mark
+        mark.add_done_callback(lambda _: self._marking.pop(stored.message_id, None))
+
+    async def _mark_forwarded(self, message_id: str, queue: str) -> None:
+        for pause in (*_MARK_RETRY_PAUSES, None):
+            try:
+                await self._store.mark_forwarded(message_id, queue=queue)
+                return
+            except StoreUnavailable:
+                if pause is None:
+                    break
+                await asyncio.sleep(pause)
+            except Exception:  # a bug must not stay an unretrieved task exception
+                log.exception("marking %s forwarded failed", message_id)
+                return
+        # Its worker still delivers it (a RECEIVED message in a queue is delivered like a FORWARDED one).
+        log.warning("%s is in its queue but was not marked forwarded: database unavailable", message_id)
+
+    async def settle(self) -> None:
+        """Wait (at shutdown, before the store closes) for the FORWARDED marks still being committed;
+        at most _SETTLE_S, so that a database outage does not hold up the shutdown."""
+        pending = list(self._marking.values())
+        if pending:
+            await asyncio.wait(pending, timeout=_SETTLE_S)
 
     async def _record_refusal(
         self, request_id: str, sender: PartyRef, refusal: Refused, sha256: str, size: int

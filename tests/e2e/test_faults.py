@@ -383,7 +383,11 @@ async def _server_outage(
     unanswered_first = {stream.accepted[i] for i, status in first.items() if status not in (200, 202)}
     assert all(n == 1 for mid, n in copies.items() if mid not in unanswered_first), "a 202'd message twice"
     assert set(copies) <= accepted_ids, "the queue holds messages that were never accepted"
-    assert all(stored.get(mid) == "forwarded" for mid in accepted_ids), "a 2xx for a message not stored"
+    # `received` too: a message confirmed just before the outage has its `forwarded` mark retried
+    # after the answer (hub/service/intake.py); the copies above show it is in its queue.
+    assert all(stored.get(mid) in ("received", "forwarded") for mid in accepted_ids), (
+        "a 2xx for a message not stored"
+    )
 
 
 async def test_rabbitmq_stops_for_10_s_and_comes_back(hub: HubProcess, db_url: str) -> None:

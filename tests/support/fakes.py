@@ -176,7 +176,11 @@ class FakeAuditStore:
 
     async def mark_in_mailbox(self, message_id: str) -> bool:
         return await self._cas(
-            message_id, BerichtStatus.IN_MAILBOX, {BerichtStatus.FORWARDED}, "in_mailbox", {}
+            message_id,
+            BerichtStatus.IN_MAILBOX,
+            {BerichtStatus.RECEIVED, BerichtStatus.FORWARDED},
+            "in_mailbox",
+            {},
         )
 
     async def mark_dead_lettered(self, message_id: str, *, reason: str) -> bool:

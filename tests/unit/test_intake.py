@@ -95,15 +95,83 @@ def parts() -> Parts:
     return intake, validator, store, publisher
 
 
-async def test_accepted_message_is_stored_published_and_marked_before_returning(parts: Parts) -> None:
+async def test_accepted_message_is_stored_and_published_before_returning_and_marked_after(
+    parts: Parts,
+) -> None:
     intake, validator, store, publisher = parts
     body = validator.add(b"301", _bericht("WMO301", "0363", "12345678"))
     accepted = await intake.submit(body, GEMEENTE, request_id="r1")
     assert accepted.receiver == AANBIEDER and not accepted.duplicate
-    row = store.rows[accepted.message_id]
-    assert row.status is BerichtStatus.FORWARDED
+    # The promise at return: the row is committed and the publish confirmed.
+    assert store.rows[accepted.message_id].status is BerichtStatus.RECEIVED
     assert [p[0].message_id for p in publisher.published] == [accepted.message_id]
+    await intake.settle()
+    assert store.rows[accepted.message_id].status is BerichtStatus.FORWARDED
     assert [e.kind for e in await store.events(accepted.message_id)] == ["received", "accepted", "published"]
+
+
+async def test_the_answer_does_not_wait_for_the_forwarded_mark(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    intake, validator, store, publisher = parts
+    gate = asyncio.Event()
+    mark = store.mark_forwarded
+
+    async def slow_mark(message_id: str, *, queue: str) -> None:
+        await gate.wait()
+        await mark(message_id, queue=queue)
+
+    monkeypatch.setattr(store, "mark_forwarded", slow_mark)
+    body = validator.add(b"301", _bericht("WMO301", "0363", "12345678"))
+    accepted = await asyncio.wait_for(intake.submit(body, GEMEENTE, request_id="r1"), timeout=10)
+    # A copy posted while the mark is still on its way is a duplicate: it is in its queue already.
+    again = await asyncio.wait_for(intake.submit(body, GEMEENTE, request_id="r1b"), timeout=10)
+    assert again.duplicate and again.message_id == accepted.message_id
+    assert len(publisher.published) == 1
+    assert store.rows[accepted.message_id].status is BerichtStatus.RECEIVED
+    gate.set()
+    await intake.settle()
+    assert store.rows[accepted.message_id].status is BerichtStatus.FORWARDED
+
+
+async def test_a_forwarded_mark_that_meets_a_database_outage_is_tried_again(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    intake, validator, store, _ = parts
+    monkeypatch.setattr("hub.service.intake._MARK_RETRY_PAUSES", (0.01, 0.01, 0.01))
+    mark = store.mark_forwarded
+    calls = 0
+
+    async def flaky_mark(message_id: str, *, queue: str) -> None:
+        nonlocal calls
+        calls += 1
+        store.down = calls < 3  # the first two attempts meet the outage
+        try:
+            await mark(message_id, queue=queue)
+        finally:
+            store.down = False
+
+    monkeypatch.setattr(store, "mark_forwarded", flaky_mark)
+    body = validator.add(b"301", _bericht("WMO301", "0363", "12345678"))
+    accepted = await intake.submit(body, GEMEENTE, request_id="r1")
+    await intake.settle()
+    assert calls == 3
+    assert store.rows[accepted.message_id].status is BerichtStatus.FORWARDED
+
+
+async def test_a_forwarded_mark_that_never_gets_through_leaves_the_row_received(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    intake, validator, store, publisher = parts
+    monkeypatch.setattr("hub.service.intake._MARK_RETRY_PAUSES", (0.01, 0.01))
+    body = validator.add(b"301", _bericht("WMO301", "0363", "12345678"))
+    accepted = await intake.submit(body, GEMEENTE, request_id="r1")
+    store.down = True  # after the answer: the 2xx stands, the message is in its queue
+    await intake.settle()
+    store.down = False
+    assert store.rows[accepted.message_id].status is BerichtStatus.RECEIVED
+    assert [p[0].message_id for p in publisher.published] == [accepted.message_id]
+    assert any("was not marked forwarded" in r.getMessage() for r in caplog.records)
 
 
 async def test_invalid_message_is_refused_with_its_errors_and_audited(parts: Parts) -> None:
@@ -156,6 +224,7 @@ async def test_broker_down_gives_unavailable_and_the_retry_publishes_under_the_s
     publisher.down = False
     accepted = await intake.submit(body, GEMEENTE, request_id="r7")
     assert accepted.message_id == row.message_id and not accepted.duplicate
+    await intake.settle()
     assert store.rows[row.message_id].status is BerichtStatus.FORWARDED
     assert "publish_failed" in [e.kind for e in await store.events(row.message_id)]
 

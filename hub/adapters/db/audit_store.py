@@ -135,7 +135,12 @@ class SqlAlchemyAuditStore(DeliveryReads):
     async def mark_in_mailbox(self, message_id: str) -> bool:
         return await self._transition(
             Transition(
-                message_id, BerichtStatus.IN_MAILBOX, frozenset({BerichtStatus.FORWARDED}), "in_mailbox", {}
+                message_id,
+                BerichtStatus.IN_MAILBOX,
+                # RECEIVED too: the worker can take it from the queue before `forwarded` is committed.
+                frozenset({BerichtStatus.RECEIVED, BerichtStatus.FORWARDED}),
+                "in_mailbox",
+                {},
             )
         )
 
