@@ -10,7 +10,7 @@ import asyncio
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +24,7 @@ from hub.adapters.db.audit_writes import (
     StoreReceived,
     Transition,
     apply_batch,
+    ids_match,
 )
 from hub.adapters.db.batched_lookup import BatchedLookup
 from hub.adapters.db.body_crypto import NO_ENCRYPTION, BodyCipher
@@ -52,7 +53,9 @@ _THREAD_CRYPTO_BYTES = 256 * 1024
 _UNDELIVERED = frozenset({BerichtStatus.RECEIVED, BerichtStatus.FORWARDED, BerichtStatus.IN_MAILBOX})
 
 
-_BY_IDS = select(berichten).where(berichten.c.message_id.in_(bindparam("ids", expanding=True)))
+_BY_IDS = {  # by dialect: is it PostgreSQL? (audit_writes.ids_match)
+    pg: select(berichten).where(ids_match(berichten.c.message_id, postgresql=pg)) for pg in (True, False)
+}
 
 
 def _lost_a_race(op: AuditOp, exc: Exception) -> bool:
@@ -182,7 +185,8 @@ class SqlAlchemyAuditStore(DeliveryReads):
 
     async def _rows_by_id(self, message_ids: list[str]) -> dict[str, StoredBericht]:
         async with self._reading() as conn:
-            rows = (await conn.execute(_BY_IDS, {"ids": message_ids})).mappings().all()
+            by_ids = _BY_IDS[conn.dialect.name == "postgresql"]
+            rows = (await conn.execute(by_ids, {"ids": message_ids})).mappings().all()
         return {r["message_id"]: stored_from_row(r) for r in rows}
 
     async def events(self, message_id: str) -> list[AuditEvent]:
