@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import event, text, update
 
 from hub.adapters.db import create_audit_store
 from hub.adapters.db.audit_store import SqlAlchemyAuditStore
@@ -137,6 +137,68 @@ async def test_transitions_of_one_batch_are_applied_together_and_each_still_comp
     for mid in dead:
         row = await store.get(mid)
         assert row is not None and row.status is BerichtStatus.DEAD_LETTERED and row.last_error == "HTTP 400"
+
+
+async def test_events_are_numbered_without_gaps_in_batches_of_every_kind(store: SqlAlchemyAuditStore) -> None:
+    """The UPDATEs return each changed row's last event number (on PostgreSQL), so the batch's events
+    need no SELECT: the numbers must come out 1, 2, 3... per message all the same, on both databases,
+    with other messages' events (more of them) in the same table and the same batch."""
+    crowd = [await _forwarded(store, _nieuw()) for _ in range(3)]
+    for mid in crowd:
+        for n in range(5):
+            await store.add_event(mid, "note", {"n": n})
+    new = [_nieuw() for _ in range(3)]
+    ids = [b.message_id for b in new]
+    await asyncio.gather(*(store.store_received(b) for b in new))
+    # Forwarded marks, a note on the same message and on a crowded one, in one batch.
+    await asyncio.gather(
+        *(store.mark_forwarded(mid, queue="q") for mid in ids),
+        store.add_event(ids[0], "duplicate_received", {}),
+        store.add_event(crowd[0], "note", {"n": 5}),
+    )
+    # A worker's batch: attempt + delivered per message, and a move to the mailbox.
+    await asyncio.gather(
+        *(
+            call
+            for mid in ids[:2]
+            for call in (
+                store.record_attempt(mid, channel="push", outcome="ok", detail={"attempt": 1}),
+                store.mark_delivered(mid, channel="push"),
+            )
+        ),
+        store.mark_in_mailbox(ids[2]),
+        store.mark_delivered(crowd[1], channel="push"),
+    )
+    for mid in [*ids, *crowd]:
+        seqs = [e.seq for e in await store.events(mid)]
+        assert seqs == list(range(1, len(seqs) + 1)), (mid, seqs)
+    assert [e.kind for e in await store.events(ids[0])] == [
+        "received", "accepted", "published", "duplicate_received", "delivery_attempted", "delivered",
+    ]
+    assert [e.kind for e in await store.events(ids[2])][-1] == "in_mailbox"
+    assert len(await store.events(crowd[0])) == 9 and len(await store.events(crowd[1])) == 9
+
+
+async def test_on_postgresql_marks_and_deliveries_number_their_events_without_a_select(
+    store: SqlAlchemyAuditStore,
+) -> None:
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite reads the last event numbers with a SELECT")
+    ids = [b.message_id for b in [_nieuw() for _ in range(4)] if await store.store_received(b)]
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await asyncio.gather(*(store.mark_forwarded(mid, queue="q") for mid in ids))
+        await asyncio.gather(*(store.mark_delivered(mid, channel="push") for mid in ids))
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
+    assert not [s for s in statements if s.lstrip().upper().startswith("SELECT")], statements
+    for mid in ids:
+        assert [e.seq for e in await store.events(mid)] == [1, 2, 3, 4]
 
 
 async def test_concurrent_reads_by_id_share_one_query(store: SqlAlchemyAuditStore) -> None:

@@ -7,7 +7,7 @@ attempts and one per kind of status change.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -69,9 +69,29 @@ class _Statements:
                     berichten.c.status.in_(sorted(s.value for s in from_)),
                 )
                 .values(**values)
-                .returning(berichten.c.message_id)
+                .returning(*_changed(self.postgresql))
             )
         return statement
+
+
+_EARLIER = audit_events.alias("earlier")
+# A changed row's last event number, returned by the UPDATE that changes it: the batch's events then
+# need no SELECT of their own to be numbered (number_events).
+_LAST_SEQ_OF_ROW = (
+    select(func.coalesce(func.max(_EARLIER.c.seq), 0))
+    .where(_EARLIER.c.message_id == berichten.c.message_id)
+    .correlate(berichten)
+    .scalar_subquery()
+)
+
+
+def _changed(postgresql: bool) -> tuple[ColumnElement[Any], ...]:
+    """What an UPDATE of berichten returns: the changed ids, and on PostgreSQL their last event seq
+    (SQLAlchemy renders SQLite's RETURNING unqualified, which would turn the subquery's correlation
+    into `message_id = message_id`; there number_events reads them with one SELECT instead)."""
+    if postgresql:
+        return (berichten.c.message_id, _LAST_SEQ_OF_ROW)
+    return (berichten.c.message_id,)
 
 
 def _build(postgresql: bool) -> _Statements:
@@ -84,7 +104,7 @@ def _build(postgresql: bool) -> _Statements:
             update(berichten)
             .where(ids(berichten.c.message_id), berichten.c.status == BerichtStatus.RECEIVED.value)
             .values(status=BerichtStatus.FORWARDED.value, updated_at=bindparam("at_"))
-            .returning(berichten.c.message_id)
+            .returning(*_changed(postgresql))
         ),
         stored=select(berichten.c.message_id).where(ids(berichten.c.message_id)),
         answered=(
@@ -178,6 +198,7 @@ class NotInState(LookupError):
 async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[BaseException | None]:
     outcomes: list[BaseException | None] = [None] * len(ops)
     sql = statements(conn)
+    last_seq: dict[str, int] = {}  # message_id -> its last event's seq before this batch, where known
     received = [op for op in ops if isinstance(op, StoreReceived)]
     if received:
         await conn.execute(_INSERT_BERICHTEN, [bericht_values(op.bericht) for op in received])
@@ -189,7 +210,7 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
         # still `received` changes: a worker may have taken the message from the queue and settled it
         # (delivered, in a mailbox) before this commit; that newer status stands.
         changed = await conn.execute(sql.forward, {"ids": list(forwarded), "at_": _now()})
-        missing = forwarded - set(changed.scalars())
+        missing = forwarded - set(_returned(changed, last_seq))
         if missing:  # settled already (they stand), or not stored at all (an error for the caller)
             found = await conn.execute(sql.stored, {"ids": list(missing)})
             missing -= set(found.scalars())
@@ -220,7 +241,7 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
     together = _transitions_together(ops)
     for i, op in enumerate(ops):
         if isinstance(op, Transition) and not together:
-            await _apply_transitions(conn, ops, [i], outcomes)  # in order, among the attempts
+            await _apply_transitions(conn, ops, [i], outcomes, last_seq)  # in order, among the attempts
         elif isinstance(op, RecordAttempt) and not (op.outcome == "ok" and op.message_id in counted):
             attempt = {"attempts": berichten.c.attempts + 1, "updated_at": op.at}
             if op.outcome != "ok":
@@ -231,18 +252,28 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
 
     if together:
         await _apply_transitions(
-            conn, ops, [i for i, op in enumerate(ops) if isinstance(op, Transition)], outcomes
+            conn, ops, [i for i, op in enumerate(ops) if isinstance(op, Transition)], outcomes, last_seq
         )
 
     events = _events(ops, outcomes, answered)
     if events:
-        await number_events(conn, events, (op.bericht.message_id for op in received))
+        await number_events(conn, events, (op.bericht.message_id for op in received), last_seq)
         await conn.execute(_INSERT_EVENTS, events)
 
     refusals = [_refusal_values(op.weigering) for op in ops if isinstance(op, RecordRefusal)]
     if refusals:
         await conn.execute(_INSERT_REFUSALS, refusals)
     return outcomes
+
+
+def _returned(changed: Any, last_seq: dict[str, int]) -> list[str]:
+    """The ids an UPDATE (statements of _changed) changed; their last event seq into `last_seq`."""
+    ids = []
+    for row in changed:
+        ids.append(row[0])
+        if len(row) > 1:
+            last_seq[row[0]] = row[1]
+    return ids
 
 
 def _transitions_together(ops: Sequence[AuditOp]) -> bool:
@@ -261,9 +292,14 @@ def _transitions_together(ops: Sequence[AuditOp]) -> bool:
 
 
 async def _apply_transitions(
-    conn: AsyncConnection, ops: Sequence[AuditOp], indices: list[int], outcomes: list[BaseException | None]
+    conn: AsyncConnection,
+    ops: Sequence[AuditOp],
+    indices: list[int],
+    outcomes: list[BaseException | None],
+    last_seq: dict[str, int],
 ) -> None:
-    """The Transitions at `indices`, one compare-and-set UPDATE per kind of change."""
+    """The Transitions at `indices`, one compare-and-set UPDATE per kind of change; the last event
+    numbers of the rows they change go into `last_seq`."""
     groups: dict[tuple[BerichtStatus, frozenset[BerichtStatus], str | None], list[int]] = {}
     for i in indices:
         op = ops[i]
@@ -277,7 +313,7 @@ async def _apply_transitions(
         if last_error is not None:
             params["error_"] = last_error[:300]
         changed = await conn.execute(statements(conn).transition(to, from_, last_error is not None), params)
-        done = set(changed.scalars())
+        done = set(_returned(changed, last_seq))
         for i, op in zip(members, transitions, strict=True):
             if op.message_id not in done:
                 outcomes[i] = NotInState(op.message_id)
@@ -342,21 +378,27 @@ def _event(message_id: str, at: datetime, kind: str, detail: dict[str, Any]) -> 
     return {"message_id": message_id, "at": at, "kind": kind, "detail": detail}
 
 
-async def number_events(conn: AsyncConnection, events: list[dict[str, Any]], new_ids: Iterable[str]) -> None:
+async def number_events(
+    conn: AsyncConnection,
+    events: list[dict[str, Any]],
+    new_ids: Iterable[str],
+    known: Mapping[str, int] | None = None,
+) -> None:
     """Give each event the next seq of its message.
 
-    This process writes through one writer task, so reading the current maximum here is race-free
-    within it; another process racing on the same message hits UNIQUE(message_id, seq) and the
-    batch is retried item by item with fresh numbers.
+    `known`: the last seq of some messages as this transaction read it (the UPDATEs that changed their
+    rows return it). This process writes through one writer task, so reading the current maximum here
+    is race-free within it; another process racing on the same message hits UNIQUE(message_id, seq)
+    and the batch is retried item by item with fresh numbers.
     """
     # A message stored in this very batch has no events yet (its id is new: the intake makes it when
     # storing), so only the others need a look-up. That spares the SELECT in the common batch of
     # store_received calls alone; were the assumption ever wrong, UNIQUE(message_id, seq) says so.
-    ids = {e["message_id"] for e in events} - set(new_ids)
-    last: dict[str, int] = {}
+    last: dict[str, int] = dict(known or {})
+    ids = {e["message_id"] for e in events} - set(new_ids) - last.keys()
     if ids:
         result = await conn.execute(statements(conn).last_seq, {"ids": list(ids)})
-        last = {message_id: seq for message_id, seq in result}
+        last.update((message_id, seq) for message_id, seq in result)
     for e in events:
         e["seq"] = last[e["message_id"]] = last.get(e["message_id"], 0) + 1
 
