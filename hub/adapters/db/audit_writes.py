@@ -118,12 +118,27 @@ def _build(postgresql: bool) -> _Statements:
             .where(ids(berichten.c.message_id))
             .values(attempts=berichten.c.attempts + 1, updated_at=bindparam("at_"))
         ),
-        last_seq=(
+        last_seq=_last_seq_by_id() if postgresql else (
             select(audit_events.c.message_id, func.max(audit_events.c.seq))
             .where(ids(audit_events.c.message_id))
             .group_by(audit_events.c.message_id)
         ),
     )
+
+
+def _last_seq_by_id() -> Any:
+    """PostgreSQL: the last event seq of each id, one index look-up per id whatever the plan.
+
+    A GROUP BY over `message_id = ANY(:ids)` is prepared once per connection; a generic plan made
+    while the table was small could keep scanning it all as it grows."""
+    wanted = func.unnest(bindparam("ids", type_=ARRAY(String))).table_valued("id").render_derived()
+    last = (
+        select(func.max(audit_events.c.seq))
+        .where(audit_events.c.message_id == wanted.c.id)
+        .correlate(wanted)
+        .scalar_subquery()
+    )
+    return select(wanted.c.id, func.coalesce(last, 0))
 
 
 _BY_DIALECT = {True: _build(True), False: _build(False)}
