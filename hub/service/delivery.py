@@ -8,7 +8,6 @@ receiver can drop the repeat by its X-Message-Id.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -126,13 +125,9 @@ class Delivery:
         elif verdict is not Classification.DELIVERED:
             detail["error"] = f"HTTP {result.status}"
         if verdict is Classification.DELIVERED:
-            # Both writes are handed to the store at once, the attempt first (the group-commit writer
-            # keeps their order, which is the order of the events): one commit for the two instead of
-            # one each, while the message holds one of the receiver's few delivery slots.
-            await asyncio.gather(
-                self._store.record_attempt(stored.message_id, channel="push", outcome=outcome, detail=detail),
-                self._store.mark_delivered(stored.message_id, channel="push"),
-            )
+            # The attempt and the status in one commit, while the message holds one of the receiver's
+            # few delivery slots.
+            await self._store.record_delivered(stored.message_id, channel="push", detail=detail)
             self._observer.succeeded("push", kind, took)
             return Decision(Action.ACK, attempts=attempt, reason="delivered")
         await self._store.record_attempt(stored.message_id, channel="push", outcome=outcome, detail=detail)

@@ -261,11 +261,16 @@ class DeliveryStore(Protocol):
         ...
 
     async def mark_delivered(self, message_id: str, *, channel: str, event: str = "delivered") -> bool:
-        """FORWARDED/IN_MAILBOX -> DELIVERED with delivered_at; False if it was not in such a state."""
+        """RECEIVED/FORWARDED/IN_MAILBOX -> DELIVERED with delivered_at; False if it was in none of them."""
+        ...
+
+    async def record_delivered(self, message_id: str, *, channel: str, detail: dict[str, Any]) -> bool:
+        """A successful attempt and DELIVERED, in one commit: record_attempt(outcome 'ok') followed by
+        mark_delivered. False if the message was settled already (the attempt is recorded anyway)."""
         ...
 
     async def mark_in_mailbox(self, message_id: str) -> bool:
-        """FORWARDED -> IN_MAILBOX; False if it was not FORWARDED."""
+        """RECEIVED/FORWARDED -> IN_MAILBOX; False if it was in neither."""
         ...
 
     async def mark_dead_lettered(self, message_id: str, *, reason: str) -> bool:

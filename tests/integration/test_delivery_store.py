@@ -112,6 +112,25 @@ async def test_successful_pushes_of_one_batch_count_each_attempt_once(store: Sql
         assert [e.kind for e in await store.events(mid)][-2:] == ["delivery_attempted", "delivered"]
 
 
+async def test_a_delivery_is_its_attempt_and_its_status_in_one_commit(store: SqlAlchemyAuditStore) -> None:
+    ids = [await _forwarded(store, _nieuw()) for _ in range(3)]
+    assert await store.mark_delivered(ids[2], channel="push")  # settled before: loses below
+    batches = store.writer.batches
+    results = await asyncio.gather(
+        *(store.record_delivered(mid, channel="push", detail={"attempt": 1, "status": 200}) for mid in ids)
+    )
+    assert results == [True, True, False]
+    assert store.writer.batches == batches + 1  # the worker's messages in hand share one commit
+    for mid in ids[:2]:
+        row = await store.get(mid)
+        assert row is not None and row.status is BerichtStatus.DELIVERED and row.attempts == 1
+        kinds = [e.kind for e in await store.events(mid)]
+        assert kinds[-2:] == ["delivery_attempted", "delivered"]
+    # The late copy's attempt is on record; its status and delivered event stay the first ones.
+    kinds = [e.kind for e in await store.events(ids[2])]
+    assert kinds.count("delivered") == 1 and kinds[-1] == "delivery_attempted"
+
+
 async def test_transitions_of_one_batch_are_applied_together_and_each_still_compare_and_set(
     store: SqlAlchemyAuditStore,
 ) -> None:

@@ -174,6 +174,10 @@ class FakeAuditStore:
             delivered_at=datetime.now(UTC),
         )
 
+    async def record_delivered(self, message_id: str, *, channel: str, detail: dict[str, Any]) -> bool:
+        await self.record_attempt(message_id, channel=channel, outcome="ok", detail=detail)
+        return await self.mark_delivered(message_id, channel=channel)
+
     async def mark_in_mailbox(self, message_id: str) -> bool:
         return await self._cas(
             message_id,

@@ -135,6 +135,17 @@ class SqlAlchemyAuditStore(DeliveryReads):
             Transition(message_id, BerichtStatus.DELIVERED, _UNDELIVERED, event, {"channel": channel})
         )
 
+    async def record_delivered(self, message_id: str, *, channel: str, detail: dict[str, Any]) -> bool:
+        attempt = RecordAttempt(message_id, channel, "ok", dict(detail))
+        delivered = Transition(
+            message_id, BerichtStatus.DELIVERED, _UNDELIVERED, "delivered", {"channel": channel}
+        )
+        outcomes = await self.writer.submit_all([attempt, delivered])
+        for outcome in outcomes:
+            if outcome is not None and not isinstance(outcome, NotInState):
+                raise outcome
+        return outcomes[1] is None
+
     async def mark_in_mailbox(self, message_id: str) -> bool:
         return await self._transition(
             Transition(
