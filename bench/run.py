@@ -337,7 +337,8 @@ def _register_hub_intake() -> None:
                     f"hub.{which}.{size}.c{c}",
                     "hub",
                     f"`hub serve` on {'PostgreSQL' if which == 'pg' else 'SQLite'}: POST {label} to 202 "
-                    f"(audit committed, publish confirmed, 'forwarded' committed), {c} concurrent senders",
+                    f"(audit committed and publish confirmed before the 202; 'forwarded' committed "
+                    f"right after), {c} concurrent senders",
                     functools.partial(_hub_run, which=which, size=size, concurrency=c),
                     quick=quick,
                 )
