@@ -247,7 +247,8 @@ class DeliveryStore(Protocol):
     """
 
     async def pending_receivers(self) -> list[PartyRef]:
-        """Receivers with messages in their queue (status FORWARDED): whose queues need a consumer."""
+        """Receivers with messages in their queue (status FORWARDED, or RECEIVED: published, maybe not
+        marked yet): whose queues need a consumer."""
         ...
 
     async def forwarded_before(self, receiver: PartyRef, before: datetime, *, limit: int) -> list[str]:

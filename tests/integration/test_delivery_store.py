@@ -229,6 +229,15 @@ async def test_concurrent_reads_by_id_share_one_query(store: SqlAlchemyAuditStor
     assert store._by_id.queries - queries <= 2  # 22 look-ups; a straggler may take a second query
 
 
+async def test_a_received_message_makes_its_receiver_pending(store: SqlAlchemyAuditStore) -> None:
+    """A 202'd message whose `forwarded` mark did not get through is in its queue: the worker must
+    consume that queue."""
+    other = PartyRef(PartyKind.AANBIEDER, "11223344")
+    assert other not in await store.pending_receivers()
+    await store.store_received(_nieuw(other))
+    assert other in await store.pending_receivers()
+
+
 async def test_attempts_dead_letters_and_replay(store: SqlAlchemyAuditStore) -> None:
     mid = await _forwarded(store, _nieuw())
     await store.record_attempt(mid, channel="push", outcome="retry", detail={"error": "HTTP 503"})

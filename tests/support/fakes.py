@@ -140,7 +140,12 @@ class FakeAuditStore:
     async def pending_receivers(self) -> list[PartyRef]:
         self._check()
         return sorted(
-            {r.receiver for r in self.rows.values() if r.status is BerichtStatus.FORWARDED}, key=str
+            {
+                r.receiver
+                for r in self.rows.values()
+                if r.status in (BerichtStatus.RECEIVED, BerichtStatus.FORWARDED)
+            },
+            key=str,
         )
 
     async def forwarded_before(self, receiver: PartyRef, before: datetime, *, limit: int) -> list[str]:

@@ -44,7 +44,9 @@ class DeliveryReads:
     async def pending_receivers(self) -> list[PartyRef]:
         query = (
             select(berichten.c.receiver_kind, berichten.c.receiver_code)
-            .where(berichten.c.status == BerichtStatus.FORWARDED.value)
+            # `received` too: a 202'd message whose `forwarded` mark did not get through (a database
+            # outage right after the answer) is in its queue all the same.
+            .where(berichten.c.status.in_((BerichtStatus.RECEIVED.value, BerichtStatus.FORWARDED.value)))
             .distinct()
         )
         async with self._reading() as conn:
