@@ -4,6 +4,7 @@
 2. Audit look-ups with 10 million rows in PostgreSQL (bench/seed_audit.py; a few minutes of seeding).
 3. Two gateway processes side by side (`hub serve` x 2, the same RabbitMQ exchange and PostgreSQL
    database): throughput and CPU per message per process, compared with one gateway (interleaved);
+   latency at half of one gateway's maximum through one and through two;
    then no loss and no duplicates (every 202 is in the queue exactly once) and duplicate detection
    across processes (the same message posted to both at once: one 202, one 200 duplicate, one
    message_id, one copy in the queue).
@@ -186,6 +187,29 @@ def two_gateways(rounds: int, seconds: float, log: Any) -> dict[str, Any]:
                     results.add(f"hub.pg.4k.c64, {variant}", res)
                     log(f"  round {r + 1} {variant}: {_rate_line(res)}")
                     purge_queues(env)
+            # Latency at half of one gateway's maximum, through one gateway and through two: does the
+            # tail come from one gateway process being busy (docs/performance.md)?
+            one = sorted(x.msgs_per_s for x in results.runs["hub.pg.4k.c64, 1 gateway"])
+            rate = one[len(one) // 2] / 2
+            out["half_rate"] = rate
+            for r in range(rounds):
+                order = ["1 gateway", "2 gateways"] if r % 2 == 0 else ["2 gateways", "1 gateway"]
+                for variant in order:
+                    two = variant == "2 gateways"
+                    res = loadgen(
+                        env,
+                        urls if two else urls[:1],
+                        "4k",
+                        0,
+                        token=token,
+                        server_pids=pids if two else pids[:1],
+                        rate=rate,
+                        count_for=variant,
+                    )
+                    results.add(f"hub.pg.4k.half-load, {variant}", res)
+                    p99 = res.latency_ms.get("p99", 0.0)
+                    log(f"  round {r + 1} half load ({rate:,.0f}/s), {variant}: p99 {p99:.1f} ms")
+                    purge_queues(env)
             out["table"] = summary_table(results)
             out["per_process_cpu_ms"] = _per_process_cpu(results)
             # Guarantees: a fixed number of fresh messages through both, then everything drained.
@@ -345,8 +369,10 @@ def render(report: dict[str, Any]) -> str:
             "### Two gateway processes",
             "",
             "Two `hub serve` processes on the same PostgreSQL database and RabbitMQ exchange, the load "
-            "generator alternating its 64 senders over both; interleaved with one gateway. `server` is "
-            "the sum of the gateways; per process below.",
+            "generator alternating its 64 senders over both; interleaved with one gateway. Then open "
+            f"loop at half of one gateway's median maximum ({two.get('half_rate', 0):,.0f} requests/s) "
+            "through one gateway and through both (`half-load` rows). `server` is the sum of the "
+            "gateways; per process below.",
             "",
             two["table"],
             "",
