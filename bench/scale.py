@@ -171,45 +171,34 @@ def two_gateways(rounds: int, seconds: float, log: Any) -> dict[str, Any]:
             token = first.tokens["gemeente"]
             urls = [h.url + "/v1/berichten" for h in hubs]
             pids = [h.proc.pid for h in hubs if h.proc is not None]
-            for r in range(rounds):
-                order = ["1 gateway", "2 gateways"] if r % 2 == 0 else ["2 gateways", "1 gateway"]
-                for variant in order:
-                    two = variant == "2 gateways"
-                    res = loadgen(
-                        env,
-                        urls if two else urls[:1],
-                        "4k",
-                        64,
-                        token=token,
-                        server_pids=pids if two else pids[:1],
-                        count_for=variant,
-                    )
-                    results.add(f"hub.pg.4k.c64, {variant}", res)
-                    log(f"  round {r + 1} {variant}: {_rate_line(res)}")
-                    purge_queues(env)
+
+            def interleaved(scenario: str, concurrency: int, rate: float | None) -> None:
+                """One gateway and two, in alternating order, `rounds` times."""
+                for r in range(rounds):
+                    order = ["1 gateway", "2 gateways"] if r % 2 == 0 else ["2 gateways", "1 gateway"]
+                    for variant in order:
+                        two = variant == "2 gateways"
+                        res = loadgen(
+                            env,
+                            urls if two else urls[:1],
+                            "4k",
+                            concurrency,
+                            token=token,
+                            server_pids=pids if two else pids[:1],
+                            rate=rate,
+                            count_for=variant,
+                        )
+                        results.add(f"{scenario}, {variant}", res)
+                        p99 = res.latency_ms.get("p99", 0.0)
+                        log(f"  round {r + 1} {scenario}, {variant}: {_rate_line(res)}; p99 {p99:.1f} ms")
+                        purge_queues(env)
+
+            interleaved("hub.pg.4k.c64", 64, None)
             # Latency at half of one gateway's maximum, through one gateway and through two: does the
             # tail come from one gateway process being busy (docs/performance.md)?
             one = sorted(x.msgs_per_s for x in results.runs["hub.pg.4k.c64, 1 gateway"])
-            rate = one[len(one) // 2] / 2
-            out["half_rate"] = rate
-            for r in range(rounds):
-                order = ["1 gateway", "2 gateways"] if r % 2 == 0 else ["2 gateways", "1 gateway"]
-                for variant in order:
-                    two = variant == "2 gateways"
-                    res = loadgen(
-                        env,
-                        urls if two else urls[:1],
-                        "4k",
-                        0,
-                        token=token,
-                        server_pids=pids if two else pids[:1],
-                        rate=rate,
-                        count_for=variant,
-                    )
-                    results.add(f"hub.pg.4k.half-load, {variant}", res)
-                    p99 = res.latency_ms.get("p99", 0.0)
-                    log(f"  round {r + 1} half load ({rate:,.0f}/s), {variant}: p99 {p99:.1f} ms")
-                    purge_queues(env)
+            out["half_rate"] = one[len(one) // 2] / 2
+            interleaved("hub.pg.4k.half-load", 0, out["half_rate"])
             out["table"] = summary_table(results)
             out["per_process_cpu_ms"] = _per_process_cpu(results)
             # Guarantees: a fixed number of fresh messages through both, then everything drained.
