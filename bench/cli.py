@@ -1,6 +1,6 @@
 """`python -m bench`: measure the hub against the limits of its parts, on this machine, in one run.
 
-    python -m bench              full run (~9 min): 5 interleaved rounds; writes docs/performance.md
+    python -m bench              full run (~10 min): 5 interleaved rounds; writes docs/performance.md
     python -m bench --quick      smoke run (~2-3 min): 2 short rounds, fewer scenarios; JSON only
     python -m bench --only hub.pg --only bare.pipeline.pg    a subset (substring match)
     python -m bench list         the registered scenarios

@@ -1,7 +1,8 @@
 """The delivery worker's RabbitMQ side: which queues to consume, and carrying out Decisions.
 
 - Queue discovery: every few seconds the worker asks the database which receivers have messages in
-  their queue (status forwarded) and consumes those whose channel is push or mailbox; a receiver on the
+  their queue (status forwarded, or received: published, not yet marked) and consumes those whose
+  channel is push or mailbox; a receiver on the
   AMQP channel consumes its queue itself, so the worker cancels its consumer there, and records as
   delivered what was forwarded to that queue before the worker last saw it empty (see _settle_amqp).
 - One consumer per receiver queue with a bounded prefetch (HUB_WORKER_PREFETCH): a slow or dead

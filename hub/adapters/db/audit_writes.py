@@ -256,7 +256,7 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
     together = _transitions_together(ops)
     for i, op in enumerate(ops):
         if isinstance(op, Transition) and not together:
-            await _apply_transitions(conn, ops, [i], outcomes, last_seq)  # in order, among the attempts
+            await _apply_transitions(conn, sql, ops, [i], outcomes, last_seq)  # in order, among the attempts
         elif isinstance(op, RecordAttempt) and not (op.outcome == "ok" and op.message_id in counted):
             attempt = {"attempts": berichten.c.attempts + 1, "updated_at": op.at}
             if op.outcome != "ok":
@@ -266,9 +266,8 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
             )
 
     if together:
-        await _apply_transitions(
-            conn, ops, [i for i, op in enumerate(ops) if isinstance(op, Transition)], outcomes, last_seq
-        )
+        transitions = [i for i, op in enumerate(ops) if isinstance(op, Transition)]
+        await _apply_transitions(conn, sql, ops, transitions, outcomes, last_seq)
 
     events = _events(ops, outcomes, answered)
     if events:
@@ -308,6 +307,7 @@ def _transitions_together(ops: Sequence[AuditOp]) -> bool:
 
 async def _apply_transitions(
     conn: AsyncConnection,
+    sql: _Statements,
     ops: Sequence[AuditOp],
     indices: list[int],
     outcomes: list[BaseException | None],
@@ -327,7 +327,7 @@ async def _apply_transitions(
         params: dict[str, Any] = {"ids": [op.message_id for op in transitions], "at_": at}
         if last_error is not None:
             params["error_"] = last_error[:300]
-        changed = await conn.execute(statements(conn).transition(to, from_, last_error is not None), params)
+        changed = await conn.execute(sql.transition(to, from_, last_error is not None), params)
         done = set(_returned(changed, last_seq))
         for i, op in zip(members, transitions, strict=True):
             if op.message_id not in done:

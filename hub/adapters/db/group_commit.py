@@ -87,10 +87,13 @@ class GroupCommitWriter(Generic[Op]):
         """Queue several writes at once, in this order (so in one batch, unless it is full); return
         when they are committed, with each one's error or None. Raises StoreUnavailable when the
         store is closed or the batch does not commit in time. One caller's two writes cost no task
-        each, as asyncio.gather of two submit() calls would."""
+        each, as asyncio.gather of two submit() calls would. submit() is this for one write."""
         futures = [self._enqueue(op) for op in ops]
         outcomes: list[BaseException | None] = []
         try:
+            # shield: a caller that gives up (or is cancelled) must not cancel the shared batch;
+            # its write may still commit, exactly as when a response is lost on the wire.
+            # The writer bounds each batch by `timeout`; the extra margin covers the queue ahead.
             async with asyncio.timeout(self._timeout * 2):
                 for op, future in zip(ops, futures, strict=True):
                     try:
@@ -106,16 +109,9 @@ class GroupCommitWriter(Generic[Op]):
 
     async def submit(self, op: Op) -> None:
         """Queue one write; return when its batch is committed. Raises its own error or StoreUnavailable."""
-        future = self._enqueue(op)
-        try:
-            # shield: a caller that gives up (or is cancelled) must not cancel the shared batch;
-            # its write may still commit, exactly as when a response is lost on the wire.
-            # The writer bounds each batch by `timeout`; the extra margin covers the queue ahead.
-            await asyncio.wait_for(asyncio.shield(future), timeout=self._timeout * 2)
-        except TimeoutError:
-            raise StoreUnavailable("the audit store did not commit in time") from None
-        except _Unexplained as failed:
-            raise await self._explain_safely(op, failed.error) from None
+        (outcome,) = await self.submit_all([op])
+        if outcome is not None:
+            raise outcome
 
     async def close(self) -> None:
         """Write what is queued, then stop the writer."""
