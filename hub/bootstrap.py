@@ -225,6 +225,8 @@ def create_app(settings: Settings, *, components: Components | None = None) -> w
             app[ACCESS] = _access(c)
             app[GATEWAY] = _gateway(c)
             app[DELIVERY] = delivery_api(c.store, lambda: c.rules.current, c.publisher, c.metrics)
+            if c.metrics is not None:
+                stack.callback(c.metrics.watch_gc())
             loop = asyncio.get_running_loop()
             install_sighup_reload(loop, c.rules, _reload_reporter(c.metrics))
             yield

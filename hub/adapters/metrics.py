@@ -12,6 +12,7 @@ metric.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import platform
 import time
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 VALIDATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The acceptance includes two group commits and a publisher confirm: a few milliseconds and up.
 ACCEPTANCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# A young-generation collection takes well under a millisecond; a full one walks every tracked object.
+GC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 UNKNOWN = "unknown"  # the label value when the standard or message type could not be read
@@ -70,6 +73,13 @@ class HubMetrics:
             registry=r,
         )
         build.labels(hub_version(), platform.python_version(), component).set(1)
+        self.gc_pause_seconds = Histogram(
+            "hub_gc_pause_seconds",
+            "Pauses of Python's garbage collector (the event loop stands still), by generation",
+            ["generation"],
+            buckets=GC_BUCKETS,
+            registry=r,
+        )
 
         # -- intake ------------------------------------------------------------------------------
         self.received_total = Counter(
@@ -171,6 +181,23 @@ class HubMetrics:
         self._rules_version: str | None = None
 
     # -- IntakeObserver ------------------------------------------------------------------------
+
+    def watch_gc(self) -> Callable[[], None]:
+        """Time every garbage collection into hub_gc_pause_seconds; returns the function that stops it.
+
+        A full collection stops the event loop for as long as it walks the heap, so it shows as a
+        latency spike in every request in flight; this makes such pauses visible next to them."""
+        by_generation = {g: self.gc_pause_seconds.labels(str(g)) for g in range(3)}
+        started = [0.0]
+
+        def callback(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                by_generation[info["generation"]].observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(callback)
+        return lambda: gc.callbacks.remove(callback)
 
     def received(self) -> None:
         self.received_total.inc()

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from hub.entrypoints.heap import freeze_startup_heap
 from hub.entrypoints.logs import fields
 
 log = logging.getLogger("hub")
@@ -81,6 +82,8 @@ async def serve(
     try:
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
+        frozen = freeze_startup_heap()
+        log.debug("froze %d start-up objects out of the garbage collector's reach", frozen)
         if ssl_context is None:
             log.info("listening on http://%s:%d", host, port)
         else:

@@ -145,6 +145,7 @@ async def test_labels_are_low_cardinality_only(rig: Rig) -> None:
                 "version",
                 "python",
                 "component",
+                "generation",  # 0, 1, 2
                 "quantile",
             }, name
 
@@ -314,3 +315,39 @@ async def test_one_structured_log_line_per_outcome(rig: Rig, caplog: pytest.LogC
     )
     assert lines[1]["code"] == ErrorCode.UNAUTHENTICATED.value
     assert lines[0]["msg"] == "accepted" and lines[0]["level"] == "info"
+
+
+def test_gc_pauses_are_timed_by_generation_until_unwatched() -> None:
+    import gc
+
+    metrics = HubMetrics("gateway")
+
+    def count(generation: str) -> float:
+        value = metrics.registry.get_sample_value("hub_gc_pause_seconds_count", {"generation": generation})
+        return value or 0.0
+
+    unwatch = metrics.watch_gc()
+    try:
+        gc.collect(2)
+        gc.collect(0)
+        assert count("2") == 1
+        assert count("0") >= 1
+    finally:
+        unwatch()
+    gc.collect(2)
+    assert count("2") == 1  # no longer watching
+
+
+def test_freezing_the_startup_heap_takes_it_out_of_full_collections() -> None:
+    import gc
+
+    from hub.entrypoints.heap import freeze_startup_heap
+
+    kept = [[i] for i in range(10_000)]  # long-lived objects, as start-up builds them
+    frozen = freeze_startup_heap()
+    try:
+        assert frozen >= len(kept)
+        walked = {id(o) for o in gc.get_objects()}  # what a full collection would walk
+        assert id(kept[0]) not in walked and id(kept[-1]) not in walked
+    finally:
+        gc.unfreeze()

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from hub.adapters.metrics import HubMetrics
 from hub.bootstrap import WorkerComponents, build_worker
+from hub.entrypoints.heap import freeze_startup_heap
 from hub.entrypoints.logs import configure_logging
 from hub.service.ports import DeliveryStore
 from hub.settings import Settings
@@ -45,11 +46,24 @@ async def _main(args: argparse.Namespace, settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     metrics = HubMetrics("worker")
+    unwatch_gc = metrics.watch_gc()
+    try:
+        await _run_worker(args, settings, metrics, stop)
+    finally:
+        unwatch_gc()
+    log.info("worker stopped")
+
+
+async def _run_worker(
+    args: argparse.Namespace, settings: Settings, metrics: HubMetrics, stop: asyncio.Event
+) -> None:
+    loop = asyncio.get_running_loop()
     async with build_worker(settings, metrics) as c:
         metrics.rules_loaded(c.rules.current.version)
         loop.add_signal_handler(signal.SIGHUP, lambda: _reload(c, metrics))
         runner = await _serve_metrics(args, metrics) if args.metrics_port else None
         retention = loop.create_task(_retention_forever(c, args.retention_every))
+        freeze_startup_heap()
         log.info("worker running")
         await stop.wait()
         log.info("worker stopping")
@@ -58,7 +72,6 @@ async def _main(args: argparse.Namespace, settings: Settings) -> None:
             await retention
         if runner is not None:
             await runner.cleanup()
-    log.info("worker stopped")
 
 
 def _reload(c: WorkerComponents, metrics: HubMetrics) -> None:
