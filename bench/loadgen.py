@@ -59,6 +59,7 @@ class Spec:
     prefix: str = "B000"
     server_pids: list[int] = field(default_factory=list)
     content_type: str = "application/xml"
+    trace: str | None = None  # a path: per-request timings written there as JSON at the end
 
     @classmethod
     def from_json(cls, text: str) -> Spec:
@@ -95,6 +96,9 @@ async def run(spec: Spec, template: bytes) -> dict[str, Any]:
     window: dict[str, float] = {}
     cpu: dict[str, float] = {}
     answered = [0]  # every 200/202 of the whole run, warm-up included (for the durability check)
+    # (scheduled, begun, done, status, new connection) per request, kept in memory: writing them out
+    # during the run would itself stall the loop.
+    traced: list[tuple[float, float, float, str, bool]] = []
     connector = aiohttp.TCPConnector(limit=0 if spec.rate else spec.concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=120)
     started = time.perf_counter()
@@ -103,13 +107,19 @@ async def run(spec: Spec, template: bytes) -> dict[str, Any]:
 
     async def one(session: aiohttp.ClientSession, url: str, t_start: float) -> None:
         body = bodies.next()
+        begun = time.perf_counter()
+        ctx: dict[str, bool] | None = {} if spec.trace else None
         try:
-            async with session.post(url, data=body, headers=headers) as response:
+            async with session.post(url, data=body, headers=headers, trace_request_ctx=ctx) as response:
                 await response.read()
                 status = str(response.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
             status = type(exc).__name__
         done = time.perf_counter()
+        if spec.trace:
+            traced.append(
+                (t_start - started, begun - started, done - started, status, bool(ctx and ctx.get("new")))
+            )
         if status in ("200", "202"):
             answered[0] += 1
         if measure_from <= done <= measure_to:
@@ -125,7 +135,16 @@ async def run(spec: Spec, template: bytes) -> dict[str, Any]:
         cpu.update(meter.stop())
         window["to"] = time.perf_counter()
 
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    tracing = aiohttp.TraceConfig()
+
+    async def on_connection(_s: Any, ctx: Any, _p: Any) -> None:
+        if ctx.trace_request_ctx is not None:
+            ctx.trace_request_ctx["new"] = True
+
+    tracing.on_connection_create_end.append(on_connection)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trace_configs=[tracing] if spec.trace else None
+    ) as session:
         metering = asyncio.create_task(meter_window())
         if spec.rate is None:
 
@@ -165,13 +184,25 @@ async def run(spec: Spec, template: bytes) -> dict[str, Any]:
         "rss_mib": meter.peak_rss_mib(),
         "sent": bodies.n,
         "answered": answered[0],
-    }
+    } | (
+        {
+            "trace": {
+                "started": started,  # perf_counter is the system's monotonic clock: comparable
+                "window": [measure_from - started, measure_to - started],
+                "requests": traced,
+            }
+        }
+        if spec.trace
+        else {}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     spec = Spec.from_json(args[0])
     result = asyncio.run(run(spec, Path(spec.template).read_bytes()))
+    if spec.trace:
+        Path(spec.trace).write_text(json.dumps(result.pop("trace")))
     print(json.dumps(result))
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import time
 
 import pytest
 
@@ -118,9 +119,12 @@ def test_load_generator_bodies_and_percentiles() -> None:
 def test_cpu_meter_counts_this_process() -> None:
     meter = CpuMeter([os.getpid()], self_group=None)
     meter.start()
+    # Busy for 50 ms of this process's CPU time: /proc counts in 10 ms ticks, so a shorter loop on a
+    # fast core could read as zero.
+    spent = time.process_time()
     x = 0
-    for i in range(300_000):
-        x += i * i
+    while time.process_time() - spent < 0.05:
+        x += 1
     cpu = meter.stop()
     assert cpu["server"] > 0 and 0.0 <= cpu["machine_busy"] <= 1.0
     assert set(cpu) >= {"server", "rabbitmq", "postgres", "machine_busy"}
@@ -146,3 +150,27 @@ def test_each_target_pair_runs_back_to_back_in_either_direction() -> None:
     assert sorted(order) == sorted(s.name for s in SCENARIOS.select(quick=False, only=[]))
     for base, hub in TARGET_PAIRS:
         assert order.index(hub) == order.index(base) + 1  # reversed on odd rounds: still neighbours
+
+
+def test_tail_account_puts_each_request_and_probe_wake_in_its_window() -> None:
+    from bench.tail import analyse
+
+    # Requests due every 10 ms over 1 s; those due in [0.50, 0.60) wait 80 ms, one opens a connection.
+    requests = []
+    for i in range(100):
+        due = 0.5 + i * 0.01 if i < 50 else 1.0 + (i - 50) * 0.01
+        slow = 0.5 <= due < 0.6
+        requests.append((due, due + 0.0005, due + (0.080 if slow else 0.005), "202", i == 3))
+    trace = {"started": 100.0, "window": [0.5, 1.6], "requests": requests}
+    # The probe started 0.5 s later by the same clock: its t=0.05 is the load generator's 0.55.
+    probe = {
+        "started": 100.5,
+        "wakes": [(0.05, 0.030, 0.0002), (0.40, 0.0001, 0.0002)],
+        "samples": [(0.0, {"cpu.some": 1.0}), (1.0, {"cpu.some": 1.5})],
+    }
+    account = analyse(trace, probe, probe["started"] - trace["started"])
+    assert account["n"] == 100
+    assert account["new_connections"] == 1
+    worst = account["worst_windows"][0]
+    assert worst["t"] == 0.5 and worst["worst"] == 80.0 and worst["late"] == 30.0
+    assert account["per_s"]["cpu.some"] == 0.5
