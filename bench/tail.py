@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import re
 import subprocess
@@ -70,6 +71,14 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, max(0, round(q * len(xs)) - 1))]
 
 
+def _shown(key: str, value: float) -> float:
+    if key in ("n", "new"):
+        return value
+    if key.startswith("cpu:") or key.startswith("io."):
+        return round(value * 100)  # % of one core; % of the time stalled
+    return round(value * 1e3, 1)  # ms
+
+
 def analyse(trace: dict[str, Any], probe: dict[str, Any], offset: float) -> dict[str, Any]:
     """offset: the probe's clock minus the load generator's (both perf_counter, started apart)."""
     lo, hi = trace["window"]
@@ -79,6 +88,7 @@ def analyse(trace: dict[str, Any], probe: dict[str, Any], offset: float) -> dict
     new = [r[2] - r[0] for r in reqs if r[4]]
     wakes = [w for w in probe["wakes"] if lo <= w[0] + offset <= hi]
     late = [w[1] for w in wakes]
+    flushes = [w[3] for w in wakes if w[3] > 0]
     work = [w[2] for w in wakes]
     samples = [s for s in probe["samples"] if lo <= s[0] + offset <= hi]
     delta: dict[str, float] = {}
@@ -93,11 +103,21 @@ def analyse(trace: dict[str, Any], probe: dict[str, Any], offset: float) -> dict
         w["worst"] = max(w["worst"], r[2] - r[0])
         w["lag"] = max(w["lag"], r[1] - r[0])
         w["new"] += int(r[4])
-    for t, late_by, took in probe["wakes"]:
+    for t, late_by, took, flush in probe["wakes"]:
         seen = windows.get(int((t + offset) / BUCKET))
         if seen is not None:
             seen["late"] = max(seen.get("late", 0.0), late_by)
             seen["work"] = max(seen.get("work", 0.0), took)
+            seen["fsync"] = max(seen.get("fsync", 0.0), flush)
+    # Who had the cores in each window (CPU seconds per second: 1.0 is one core), from the probe's
+    # samples every 100 ms.
+    every = probe["samples"]
+    for (t0, a), (t1, b) in itertools.pairwise(every):
+        seen = windows.get(int((t1 + offset) / BUCKET))
+        if seen is not None and t1 > t0:
+            for key in b:
+                if (key.startswith("cpu:") or key.startswith("io.")) and key in a:
+                    seen[key] = (b[key] - a[key]) / (t1 - t0)
     worst = sorted(windows.items(), key=lambda kv: -kv[1]["worst"])[:5]
     return {
         "n": len(reqs),
@@ -109,12 +129,14 @@ def analyse(trace: dict[str, Any], probe: dict[str, Any], offset: float) -> dict
         "new_conn_p50_ms": _pct(new, 0.5) * 1e3,
         "probe_late_p99_ms": _pct(late, 0.99) * 1e3,
         "probe_late_max_ms": max(late, default=0) * 1e3,
+        "fsync_p50_ms": _pct(flushes, 0.5) * 1e3,
+        "fsync_max_ms": max(flushes, default=0) * 1e3,
         "probe_work_ratio_p90_p10": (_pct(work, 0.9) / _pct(work, 0.1)) if work else 0.0,
         "per_s": delta,
         "worst_windows": [
             {
                 "t": k * BUCKET,
-                **{a: (round(b * 1e3, 1) if a not in ("n", "new") else b) for a, b in v.items()},
+                **{a: _shown(a, b) for a, b in v.items()},
             }
             for k, v in worst
         ],
@@ -163,7 +185,9 @@ def main(argv: list[str] | None = None) -> None:
                 rate = top.msgs_per_s / 2
             trace_path, probe_path = tmp / f"trace{i}.json", tmp / f"probe{i}.json"
             before = _scrape(hub.url)
-            probe = subprocess.Popen([PY, "-m", "bench.probe", str(probe_path), str(args.seconds + 2.5)])
+            probe = subprocess.Popen(
+                [PY, "-m", "bench.probe", str(probe_path), str(args.seconds + 2.5), *map(str, pids)]
+            )
             spec = {
                 "urls": [url],
                 "template": str(env.templates["4k"]),
@@ -206,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"p99 {a['p99_ms']:.1f} max {a['max_ms']:.0f} ms | hub p50<={a['server_p50_le_ms']:.0f} "
                 f"p99<={a['server_p99_le_ms']:.0f} ms | gen lag p99 {a['lag_p99_ms']:.1f} | new conns "
                 f"{a['new_connections']} | probe late p99 {a['probe_late_p99_ms']:.1f} max "
-                f"{a['probe_late_max_ms']:.0f} ms | cpu.some {pps.get('cpu.some', 0):.2f} io.full "
+                f"{a['probe_late_max_ms']:.0f} ms | fsync p50 {a['fsync_p50_ms']:.1f} max "
+                f"{a['fsync_max_ms']:.0f} ms | cpu.some {pps.get('cpu.some', 0):.2f} io.full "
                 f"{pps.get('io.full', 0):.3f} steal {pps.get('steal', 0):.3f} | hub cpu "
                 f"{a['server_cpu_ms']:.2f} ms/msg | full GCs {a['full_gcs']:.0f} ({a['full_gc_ms']:.0f} ms)",
                 flush=True,

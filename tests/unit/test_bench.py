@@ -6,6 +6,7 @@ import asyncio
 import functools
 import os
 import time
+from typing import Any
 
 import pytest
 
@@ -163,14 +164,20 @@ def test_tail_account_puts_each_request_and_probe_wake_in_its_window() -> None:
         requests.append((due, due + 0.0005, due + (0.080 if slow else 0.005), "202", i == 3))
     trace = {"started": 100.0, "window": [0.5, 1.6], "requests": requests}
     # The probe started 0.5 s later by the same clock: its t=0.05 is the load generator's 0.55.
-    probe = {
+    probe: dict[str, Any] = {
         "started": 100.5,
-        "wakes": [(0.05, 0.030, 0.0002), (0.40, 0.0001, 0.0002)],
-        "samples": [(0.0, {"cpu.some": 1.0}), (1.0, {"cpu.some": 1.5})],
+        "wakes": [(0.05, 0.030, 0.0002, 0.012), (0.40, 0.0001, 0.0002, 0.0)],
+        "samples": [
+            (0.0, {"cpu.some": 1.0, "cpu:postgres": 2.0}),
+            (0.1, {"cpu.some": 1.05, "cpu:postgres": 2.0}),
+            (1.0, {"cpu.some": 1.5, "cpu:postgres": 2.3}),
+        ],
     }
     account = analyse(trace, probe, probe["started"] - trace["started"])
     assert account["n"] == 100
     assert account["new_connections"] == 1
     worst = account["worst_windows"][0]
     assert worst["t"] == 0.5 and worst["worst"] == 80.0 and worst["late"] == 30.0
+    assert worst["fsync"] == 12.0 and worst["cpu:postgres"] == 0  # PostgreSQL idle: waiting
+    assert account["fsync_max_ms"] == 12.0
     assert account["per_s"]["cpu.some"] == 0.5
