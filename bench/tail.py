@@ -3,6 +3,7 @@ traced, for one hub on PostgreSQL.
 
     python -m bench.tail                    # 8 pairs: a 64-sender run, then half of its rate
     python -m bench.tail --rate 350 --runs 6
+    python -m bench.tail --fraction 0.33    # a third of each max instead of half
 
 Each pair measures the hub's maximum (64 senders, closed loop) and then, seconds later, offers half
 of that rate on a fixed schedule. For the open-loop run it records, per request: when it was due,
@@ -150,6 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=3.5)
     parser.add_argument("--rate", type=float, default=None, help="a fixed rate instead of half of each max")
+    parser.add_argument(
+        "--fraction", type=float, default=0.5, help="the share of each run's max to offer (default half)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the traces (prints the folder)")
     args = parser.parse_args(argv)
     with ExitStack() as stack:
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             if rate is None:
                 top = loadgen(env, [url], "4k", 64, token=hub.tokens["gemeente"], server_pids=pids)
                 purge_queues(env)
-                rate = top.msgs_per_s / 2
+                rate = top.msgs_per_s * args.fraction
             trace_path, probe_path = tmp / f"trace{i}.json", tmp / f"probe{i}.json"
             before = _scrape(hub.url)
             probe = subprocess.Popen(
