@@ -48,7 +48,13 @@ ensure_rabbitmq() {
   fi
   if ! port_open 127.0.0.1 5672; then
     say "starting RabbitMQ"
-    $SUDO rabbitmq-server -detached >/dev/null 2>&1 || true
+    # A node left with its app stopped (`rabbitmqctl stop_app`, as the fault tests do, by a run that
+    # was killed half-way) is running, so `rabbitmq-server -detached` would fail: start its app.
+    if $SUDO rabbitmqctl -q ping >/dev/null 2>&1; then
+      $SUDO rabbitmqctl start_app >/dev/null 2>&1 || true
+    else
+      $SUDO rabbitmq-server -detached >/dev/null 2>&1 || true
+    fi
     wait_port 127.0.0.1 5672 90 || { say "RabbitMQ did not come up on 127.0.0.1:5672"; return 1; }
   fi
   $SUDO rabbitmqctl await_startup >/dev/null 2>&1 || true
