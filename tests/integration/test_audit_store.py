@@ -11,14 +11,13 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event, func, inspect, select, text
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.adapters.db import SqlAlchemyAuditStore, UnknownMessage, create_audit_store
 from hub.adapters.db.engine import create_engine
 from hub.adapters.db.migrate import head_revision
-from hub.adapters.db.rows import stored_from_new
 from hub.adapters.db.tables import audit_events, bericht_bodies, berichten, metadata, weigeringen
 from hub.domain.errors import ErrorCode
 from hub.domain.parties import PartyKind, PartyRef
@@ -379,119 +378,3 @@ async def test_store_recovers_after_its_postgres_connections_are_killed(
     stored = await store.get(after.message_id)
     assert stored is not None and stored.status is BerichtStatus.FORWARDED
     await store.ping()
-
-
-async def test_on_postgresql_new_messages_are_stored_by_one_statement_outside_a_transaction(
-    store: SqlAlchemyAuditStore, other_engine: AsyncEngine
-) -> None:
-    """stores_alone.py: no BEGIN, three INSERTs and COMMIT for a batch of new messages, but one
-    statement; what it writes reads back as the transaction's rows did."""
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite stores new messages in a transaction")
-    statements: list[str] = []
-    begins: list[object] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    def began(conn: Connection) -> None:
-        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            begins.append(conn)
-
-    sent = [nieuw(submitted_by=AANBIEDER) if i == 0 else nieuw() for i in range(6)]
-    event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
-    event.listen(store.engine.sync_engine, "begin", began)
-    try:
-        stored = await asyncio.gather(*(store.store_received(b) for b in sent))
-    finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
-        event.remove(store.engine.sync_engine, "begin", began)
-    assert statements, "nothing written"
-    assert all(s.startswith("WITH b AS (INSERT INTO berichten") for s in statements), statements
-    assert begins == []
-    for b, s in zip(sent, stored, strict=True):
-        assert await store.get(b.message_id) == s == stored_from_new(b)
-        assert await store.body(b.message_id) == b.body
-        events = await store.events(b.message_id)
-        assert [(e.seq, e.kind) for e in events] == [(1, "received"), (2, "accepted")]
-        assert events[0].detail == {"request_id": b.request_id, "sha256": b.sha256, "size": b.size} | (
-            {"submitted_by": str(AANBIEDER)} if b.submitted_by else {}
-        )
-        assert events[1].detail == {"receiver": str(b.receiver), "routing_version": b.routing_version}
-    assert await count(other_engine, "berichten") == 6 and await count(other_engine, "audit_events") == 12
-
-
-async def test_a_batch_of_new_messages_and_marks_writes_what_each_call_would(
-    store: SqlAlchemyAuditStore,
-) -> None:
-    """On PostgreSQL one statement (one_statement.py), on SQLite a transaction: the same outcome.
-    A mark changes only a `received` row, adds `published` to every stored message, and is
-    UnknownMessage for one that is not stored; the other writes of the batch commit."""
-    waiting, settled = nieuw(), nieuw()
-    await asyncio.gather(store.store_received(waiting), store.store_received(settled))
-    assert await store.mark_in_mailbox(settled.message_id)  # a worker was quicker than the mark
-    new, unknown = nieuw(), str(uuid.uuid4())
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
-    try:
-        results = await asyncio.gather(
-            store.store_received(new),
-            store.mark_forwarded(waiting.message_id, queue="q"),
-            store.mark_forwarded(settled.message_id, queue="q"),
-            store.mark_forwarded(unknown, queue="q"),
-            return_exceptions=True,
-        )
-    finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
-    if store.engine.dialect.name == "postgresql":
-        assert len(statements) == 1 and statements[0].startswith("WITH b AS"), statements
-    assert results[0] == stored_from_new(new) and results[1] is None and results[2] is None
-    assert isinstance(results[3], UnknownMessage)
-    rows = {b.message_id: await store.get(b.message_id) for b in (waiting, settled, new)}
-    assert {mid: row.status if row else None for mid, row in rows.items()} == {
-        waiting.message_id: BerichtStatus.FORWARDED,
-        settled.message_id: BerichtStatus.IN_MAILBOX,
-        new.message_id: BerichtStatus.RECEIVED,
-    }
-    assert [(e.seq, e.kind) for e in await store.events(waiting.message_id)] == [
-        (1, "received"), (2, "accepted"), (3, "published"),
-    ]
-    assert [(e.seq, e.kind) for e in await store.events(settled.message_id)] == [
-        (1, "received"), (2, "accepted"), (3, "in_mailbox"), (4, "published"),
-    ]
-    assert (await store.events(waiting.message_id))[-1].detail == {"queue": "q"}
-    assert await store.events(unknown) == []
-
-
-async def test_on_postgresql_a_batch_with_other_writes_keeps_its_transaction(
-    store: SqlAlchemyAuditStore,
-) -> None:
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite writes every batch in a transaction")
-    first = nieuw()
-    await store.store_received(first)
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
-    try:
-        second = nieuw()
-        await asyncio.gather(
-            store.mark_forwarded(first.message_id, queue="q"),
-            store.add_event(first.message_id, "duplicate_received"),
-            store.store_received(second),
-        )
-    finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
-    assert any(s.startswith("INSERT INTO berichten") for s in statements), statements
-    assert not any(s.startswith("WITH b AS") for s in statements), statements
-    assert [e.kind for e in await store.events(first.message_id)] == [
-        "received", "accepted", "published", "duplicate_received",
-    ]
-    assert [e.kind for e in await store.events(second.message_id)] == ["received", "accepted"]

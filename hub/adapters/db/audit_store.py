@@ -14,7 +14,6 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.adapters.db import one_statement
 from hub.adapters.db.audit_writes import (
     AddEvent,
     AuditOp,
@@ -89,9 +88,6 @@ class SqlAlchemyAuditStore(DeliveryReads):
             max_batch=max_batch,
             timeout=write_timeout,
             retryable=_lost_a_race,
-            one_statement=(
-                (one_statement.fits, one_statement.apply) if engine.dialect.name == "postgresql" else None
-            ),
         )
 
     async def close(self) -> None:

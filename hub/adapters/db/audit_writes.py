@@ -2,8 +2,7 @@
 
 A batch costs a fixed handful of statements whatever its size: one SELECT for the event sequence
 numbers, one executemany per table, one UPDATE for all forwarded messages, one for all successful
-attempts and one per kind of status change. On PostgreSQL a batch of new messages and `forwarded`
-marks alone is written by one statement instead (one_statement.py).
+attempts and one per kind of status change.
 """
 
 from __future__ import annotations
@@ -218,7 +217,7 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
     received = [op for op in ops if isinstance(op, StoreReceived)]
     if received:
         await conn.execute(_INSERT_BERICHTEN, [bericht_values(op.bericht) for op in received])
-        await conn.execute(_INSERT_BODIES, [body_values(op) for op in received])
+        await conn.execute(_INSERT_BODIES, [_body_values(op) for op in received])
 
     forwarded = {op.message_id for op in ops if isinstance(op, MarkForwarded)}
     if forwarded:
@@ -270,7 +269,7 @@ async def apply_batch(conn: AsyncConnection, ops: Sequence[AuditOp]) -> list[Bas
         transitions = [i for i, op in enumerate(ops) if isinstance(op, Transition)]
         await _apply_transitions(conn, sql, ops, transitions, outcomes, last_seq)
 
-    events = events_of(ops, outcomes, answered)
+    events = _events(ops, outcomes, answered)
     if events:
         await number_events(conn, events, (op.bericht.message_id for op in received), last_seq)
         await conn.execute(_INSERT_EVENTS, events)
@@ -335,7 +334,7 @@ async def _apply_transitions(
                 outcomes[i] = NotInState(op.message_id)
 
 
-def events_of(
+def _events(
     ops: Sequence[AuditOp], outcomes: list[BaseException | None], answered: set[str]
 ) -> list[dict[str, Any]]:
     """The audit events the ops produce, in queue order (which becomes seq order), without seq yet."""
@@ -419,7 +418,7 @@ async def number_events(
         e["seq"] = last[e["message_id"]] = last.get(e["message_id"], 0) + 1
 
 
-def body_values(op: StoreReceived) -> dict[str, Any]:
+def _body_values(op: StoreReceived) -> dict[str, Any]:
     sealed = op.sealed or Sealed(None, op.bericht.body)
     return {"message_id": op.bericht.message_id, "body": sealed.data, "key_id": sealed.key_id}
 

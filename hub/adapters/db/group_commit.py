@@ -60,13 +60,8 @@ class GroupCommitWriter(Generic[Op]):
         max_batch: int = 200,
         timeout: float = 10.0,
         retryable: Callable[[Op, Exception], bool] = lambda _op, _exc: False,
-        one_statement: tuple[Callable[[Sequence[Op]], bool], ApplyBatch[Op]] | None = None,
     ) -> None:
         self._engine = engine
-        # (fits, apply): a batch that fits is written by apply as one statement in autocommit. One
-        # statement is atomic on its own, so it needs no BEGIN and COMMIT round trips.
-        self._one_statement = one_statement
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._retryable = retryable
         self._apply = apply
         self._explain = explain
@@ -155,12 +150,8 @@ class GroupCommitWriter(Generic[Op]):
         """Write and settle the batch; False when the database turned out to be unreachable."""
         ops = [op for op, _ in batch]
         try:
-            if self._one_statement is not None and self._one_statement[0](ops):
-                async with asyncio.timeout(self._timeout), self._autocommit.connect() as conn:
-                    outcomes = await self._one_statement[1](conn, ops)
-            else:
-                async with asyncio.timeout(self._timeout), self._engine.begin() as conn:
-                    outcomes = await self._apply(conn, ops)
+            async with asyncio.timeout(self._timeout), self._engine.begin() as conn:
+                outcomes = await self._apply(conn, ops)
         except Exception as exc:
             if is_unavailable(exc):
                 if attempt == 0:
