@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.adapters.db import SqlAlchemyAuditStore, UnknownMessage, create_audit_store
 from hub.adapters.db.engine import create_engine
 from hub.adapters.db.migrate import head_revision
+from hub.adapters.db.rows import stored_from_new
 from hub.adapters.db.tables import audit_events, bericht_bodies, berichten, metadata, weigeringen
 from hub.domain.errors import ErrorCode
 from hub.domain.parties import PartyKind, PartyRef
@@ -378,3 +379,39 @@ async def test_store_recovers_after_its_postgres_connections_are_killed(
     stored = await store.get(after.message_id)
     assert stored is not None and stored.status is BerichtStatus.FORWARDED
     await store.ping()
+
+
+async def test_a_batch_of_new_messages_and_marks_writes_what_each_call_would(
+    store: SqlAlchemyAuditStore,
+) -> None:
+    """A mark changes only a `received` row, adds `published` to every stored message, and is
+    UnknownMessage for one that is not stored; the other writes of the batch commit."""
+    waiting, settled = nieuw(), nieuw()
+    await asyncio.gather(store.store_received(waiting), store.store_received(settled))
+    assert await store.mark_in_mailbox(settled.message_id)  # a worker was quicker than the mark
+    new, unknown = nieuw(), str(uuid.uuid4())
+    batches = store.writer.batches
+    results = await asyncio.gather(
+        store.store_received(new),
+        store.mark_forwarded(waiting.message_id, queue="q"),
+        store.mark_forwarded(settled.message_id, queue="q"),
+        store.mark_forwarded(unknown, queue="q"),
+        return_exceptions=True,
+    )
+    assert store.writer.batches == batches + 1  # one batch, in which the unknown id fails alone
+    assert results[0] == stored_from_new(new) and results[1] is None and results[2] is None
+    assert isinstance(results[3], UnknownMessage)
+    rows = {b.message_id: await store.get(b.message_id) for b in (waiting, settled, new)}
+    assert {mid: row.status if row else None for mid, row in rows.items()} == {
+        waiting.message_id: BerichtStatus.FORWARDED,
+        settled.message_id: BerichtStatus.IN_MAILBOX,
+        new.message_id: BerichtStatus.RECEIVED,
+    }
+    assert [(e.seq, e.kind) for e in await store.events(waiting.message_id)] == [
+        (1, "received"), (2, "accepted"), (3, "published"),
+    ]
+    assert [(e.seq, e.kind) for e in await store.events(settled.message_id)] == [
+        (1, "received"), (2, "accepted"), (3, "in_mailbox"), (4, "published"),
+    ]
+    assert (await store.events(waiting.message_id))[-1].detail == {"queue": "q"}
+    assert await store.events(unknown) == []
