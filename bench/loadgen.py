@@ -135,15 +135,8 @@ async def run(spec: Spec, template: bytes) -> dict[str, Any]:
         cpu.update(meter.stop())
         window["to"] = time.perf_counter()
 
-    tracing = aiohttp.TraceConfig()
-
-    async def on_connection(_s: Any, ctx: Any, _p: Any) -> None:
-        if ctx.trace_request_ctx is not None:
-            ctx.trace_request_ctx["new"] = True
-
-    tracing.on_connection_create_end.append(on_connection)
     async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, trace_configs=[tracing] if spec.trace else None
+        connector=connector, timeout=timeout, trace_configs=[_new_connections()] if spec.trace else None
     ) as session:
         metering = asyncio.create_task(meter_window())
         if spec.rate is None:
@@ -195,6 +188,18 @@ async def run(spec: Spec, template: bytes) -> dict[str, Any]:
         if spec.trace
         else {}
     )
+
+
+def _new_connections() -> aiohttp.TraceConfig:
+    """Marks a traced request's context {"new": True} when it had to open a connection."""
+    tracing = aiohttp.TraceConfig()
+
+    async def on_connection(_s: Any, ctx: Any, _p: Any) -> None:
+        if ctx.trace_request_ctx is not None:
+            ctx.trace_request_ctx["new"] = True
+
+    tracing.on_connection_create_end.append(on_connection)
+    return tracing
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.procs import GROUP_COMMS, _cpu_seconds, pids_named
+from bench.procs import GROUP_COMMS, cpu_seconds, pids_named
 
 PERIOD = 0.010
 SAMPLE_EVERY = 10  # pressure and steal every 10th wake-up (100 ms)
@@ -56,7 +56,7 @@ def _loadgen_pids() -> list[int]:
 
 
 def _group_cpu(groups: dict[str, list[int]]) -> dict[str, float]:
-    return {name: sum(_cpu_seconds(p) or 0.0 for p in pids) for name, pids in groups.items()}
+    return {name: sum(cpu_seconds(p) or 0.0 for p in pids) for name, pids in groups.items()}
 
 
 def _fsync_took(fd: int) -> float:

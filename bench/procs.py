@@ -17,7 +17,7 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 GROUP_COMMS = {"rabbitmq": ("beam.smp",), "postgres": ("postgres",)}
 
 
-def _cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int) -> float | None:
     try:
         raw = (PROC / str(pid) / "stat").read_text()
     except OSError:
@@ -86,7 +86,7 @@ class CpuMeter:
         for group, pids in groups.items():
             per_pid[group] = {}
             for pid in pids:
-                seconds = _cpu_seconds(pid)
+                seconds = cpu_seconds(pid)
                 if seconds is not None:
                     per_pid[group][pid] = seconds
         return Snapshot(per_pid, _machine_busy())

@@ -256,7 +256,9 @@ def loadgen(
     rate: float | None = None,
     seconds: float | None = None,
     count_for: str | None = None,
+    trace: Path | None = None,
 ) -> RunResult:
+    """One load-generator run; with `trace`, its per-request timings are written there as JSON."""
     spec = {
         "urls": urls,
         "template": str(env.templates[template]),
@@ -267,6 +269,7 @@ def loadgen(
         "token": token,
         "prefix": env.prefix(),
         "server_pids": server_pids,
+        "trace": str(trace) if trace else None,
     }
     raw = _subprocess_json([PY, "-m", "bench.loadgen", json.dumps(spec)], timeout=300)
     if count_for is not None:

@@ -192,25 +192,9 @@ def main(argv: list[str] | None = None) -> None:
             probe = subprocess.Popen(
                 [PY, "-m", "bench.probe", str(probe_path), str(args.seconds + 2.5), *map(str, pids)]
             )
-            spec = {
-                "urls": [url],
-                "template": str(env.templates["4k"]),
-                "concurrency": 0,
-                "seconds": args.seconds,
-                "warmup": 1.0,
-                "rate": rate,
-                "token": hub.tokens["gemeente"],
-                "prefix": env.prefix(),
-                "server_pids": pids,
-                "trace": str(trace_path),
-            }
-            raw = json.loads(
-                subprocess.run(
-                    [PY, "-m", "bench.loadgen", json.dumps(spec)],
-                    capture_output=True,
-                    check=True,
-                    timeout=120,
-                ).stdout
+            result = loadgen(
+                env, [url], "4k", 0, token=hub.tokens["gemeente"], server_pids=pids, rate=rate,
+                trace=trace_path,
             )
             after = _scrape(hub.url)
             probe.wait(30)
@@ -224,9 +208,8 @@ def main(argv: list[str] | None = None) -> None:
             gc_before, gc_after = before["gc2"], after["gc2"]
             a["full_gcs"] = gc_after.get(float("inf"), 0) - gc_before.get(float("inf"), 0)
             a["full_gc_ms"] = (gc_after.get(-1.0, 0) - gc_before.get(-1.0, 0)) * 1e3
-            cpu = raw.get("cpu_s", {})
-            a["server_cpu_ms"] = cpu.get("server", 0) / max(1, raw["ok"]) * 1e3
-            a["machine_busy"] = cpu.get("machine_busy")
+            a["server_cpu_ms"] = result.cpu_ms_per_msg("server") or 0.0
+            a["machine_busy"] = result.cpu_s.get("machine_busy")
             summary.append(a)
             pps = a["per_s"]
             print(

@@ -2,7 +2,7 @@
 
 A started gateway holds ~115,000 long-lived objects (modules, compiled schemas' wrappers, the
 routing rules, SQLAlchemy's and aiohttp's machinery). Under load the collector's oldest generation
-runs every few seconds and walks all of them: 55-95 ms with the event loop stopped, every request in
+runs every few seconds and walks all of them: 43-97 ms with the event loop stopped, every request in
 flight waiting (docs/performance.md). Frozen, they are skipped: the collections that remain walk
 only what was made since. Only the long-running commands call this, once they are up.
 """
