@@ -1,24 +1,29 @@
-"""What the hub knows about one message after validation: its type, release and header facts."""
+"""What the hub knows about one message after validation: its type, release and header facts.
+
+The values built for every valid message are NamedTuples, not frozen dataclasses: as immutable, and a
+frozen dataclass's __init__ sets each field through object.__setattr__, which made these four ~3 us
+of the ~55 us it takes to validate a 4 KB message. (A NamedTuple equals a plain tuple of the same
+values; the hub compares these only with their own kind.)
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from hub.domain.catalogue import BerichtType, Rol
 from hub.domain.errors import ErrorCode
 
 
-@dataclass(frozen=True, slots=True)
-class BerichtIdentificatie:
+class BerichtIdentificatie(NamedTuple):
     """Identificatie + Dagtekening: with the sender, the identity of a message (TR056)."""
 
     identificatie: str
     dagtekening: date
 
 
-@dataclass(frozen=True, slots=True)
-class Kop:
+class Kop(NamedTuple):
     """Header facts the router needs, as written in the message.
 
     For a retourbericht the header is a copy of the heenbericht's (IV028): Afzender and Ontvanger are
@@ -37,8 +42,7 @@ class Kop:
     retourcodes: tuple[str, ...] = ()  # every RetourCode in a retour or 325, in document order, once each
 
 
-@dataclass(frozen=True, slots=True)
-class Bericht:
+class Bericht(NamedTuple):
     """A message understood: its type, release and header, with who really sends it to whom."""
 
     type: BerichtType
@@ -82,13 +86,12 @@ class Fout:
     path: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Validatie:
+class Validatie(NamedTuple):
     """The verdict on one document: valid with its Bericht, or invalid with a code and the errors."""
 
     bericht: Bericht | None
     code: ErrorCode | None = None
-    errors: tuple[Fout, ...] = field(default_factory=tuple)
+    errors: tuple[Fout, ...] = ()
     # What could be read even from an invalid document (for reporting); never used for routing.
     type: BerichtType | None = None
     release: str | None = None

@@ -8,7 +8,6 @@ explains an error runs only for invalid documents.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -201,7 +200,7 @@ def _with_retourcodes(entry: SchemaEntry, root: etree._Element, kop: Kop) -> Kop
         return kop
     codes = dict.fromkeys((el.text or "").strip() for el in root.iter(f"{{{entry.namespace}}}RetourCode"))
     codes.pop("", None)
-    return replace(kop, retourcodes=tuple(codes))
+    return kop._replace(retourcodes=tuple(codes))
 
 
 def _valid(entry: SchemaEntry, header: dict[str, Any], root: etree._Element) -> Validatie:

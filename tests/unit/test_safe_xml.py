@@ -37,6 +37,10 @@ HOSTILE_PROLOGS = {
     "after comment and pi": b'<?xml version="1.0"?><!-- <r/> --><?pi x?>\n<!DOCTYPE r><r/>',
     "after bom": b"\xef\xbb\xbf<!DOCTYPE r><r/>",
     "utf-16": '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x "y">]><r>&x;</r>'.encode("utf-16"),
+    "after declaration": b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE r [<!ENTITY x "y">]><r>&x;</r>',
+    "after bom and declaration": b'\xef\xbb\xbf<?xml version="1.0"?><!DOCTYPE r><r/>',
+    "after a declaration with '>'": b'<?xml version="1.0" encoding="a>b"?><!DOCTYPE r><r/>',
+    "after a stylesheet pi": b'<?xml-stylesheet href="s"?>\n<!DOCTYPE r><r/>',
 }
 
 
@@ -46,6 +50,21 @@ def test_doctype_and_entities_are_refused(data: bytes) -> None:
     assert refused.code is ErrorCode.HOSTILE_XML
     assert "DOCTYPE" in refused.reason
     assert "passwd" not in refused.reason and "lol" not in refused.reason
+
+
+@pytest.mark.parametrize("data", HOSTILE_PROLOGS.values(), ids=HOSTILE_PROLOGS.keys())
+def test_no_hostile_prolog_takes_the_plain_prolog_shortcut(data: bytes) -> None:
+    assert safe_xml._PLAIN_PROLOG.match(data) is None
+
+
+def test_the_usual_prologs_take_the_shortcut() -> None:
+    for data in (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<wmo301:Bericht/>',
+        b"\xef\xbb\xbf<?xml version='1.0'?><r/>",
+        b"\n  <r/>",
+        b"<r/>",
+    ):
+        assert safe_xml._PLAIN_PROLOG.match(data), data
 
 
 def test_docinfo_catches_a_doctype_the_prolog_scan_missed(monkeypatch: pytest.MonkeyPatch) -> None:
