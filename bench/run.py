@@ -672,6 +672,11 @@ SCENARIOS.add_fn(
 _register_hub_intake()
 
 
+def half_rate(runs: list[RunResult]) -> float:
+    """Half of the middle run's throughput (of an even number, the upper middle): the half-load rate."""
+    return sorted(r.msgs_per_s for r in runs)[len(runs) // 2] / 2
+
+
 def half_load(env: Env, which: str) -> RunResult:
     hub = env.hubs[which]
     return loadgen(
@@ -766,7 +771,7 @@ def run_all(
         for which in ("pg", "sqlite"):
             runs = results.runs.get(f"hub.{which}.4k.c64")
             if runs:
-                env.half_rate[which] = sorted(r.msgs_per_s for r in runs)[len(runs) // 2] / 2
+                env.half_rate[which] = half_rate(runs)
         halves = [
             s for s in HALF_LOAD.select(quick=quick, only=only) if s.name.split(".")[1] in env.half_rate
         ]

@@ -43,6 +43,7 @@ from bench.run import (
     _preload_hub,
     _receiver,
     _timed_arrivals,
+    half_rate,
     loadgen,
     purge_queues,
     write_templates,
@@ -196,8 +197,7 @@ def two_gateways(rounds: int, seconds: float, log: Any) -> dict[str, Any]:
             interleaved("hub.pg.4k.c64", 64, None)
             # Latency at half of one gateway's maximum, through one gateway and through two: does the
             # tail come from one gateway process being busy (docs/performance.md)?
-            one = sorted(x.msgs_per_s for x in results.runs["hub.pg.4k.c64, 1 gateway"])
-            out["half_rate"] = one[len(one) // 2] / 2
+            out["half_rate"] = half_rate(results.runs["hub.pg.4k.c64, 1 gateway"])
             interleaved("hub.pg.4k.half-load", 0, out["half_rate"])
             out["table"] = summary_table(results)
             out["per_process_cpu_ms"] = _per_process_cpu(results)

@@ -22,11 +22,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.hubproc import REPO, free_port
 
 ALERTS = REPO / "monitoring" / "prometheus" / "alerts.yml"
 DASHBOARD = REPO / "monitoring" / "grafana" / "dashboards" / "hub.json"
+
+
+def names_and_labels(exposition: str) -> str:
+    """Every sample's name and label values of a text exposition, without the values: a value is a
+    number the hub computes, whose digits may hold any string (a test looking for an id there fails
+    by chance)."""
+    return " ".join(
+        f"{s.name} {' '.join(s.labels.values())}"
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+    )
 
 
 def require_tool(name: str) -> str:
